@@ -1,0 +1,71 @@
+"""The four-branch DeepFER network in Keras, with inputs named as the runtime binds them."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers
+
+from dfer_edge.geometry import N_FEATURES
+from dfer_edge.labels import LABELS
+
+INPUT_NAMES = ("right_eye", "left_eye", "mouth", "features")
+
+
+def _conv(x, filters: int, stride: int, name: str, bn: bool):
+    x = layers.Conv2D(filters, 6, strides=stride, padding="same", use_bias=not bn, name=name)(x)
+    if bn:
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _crop_branch(inp, part: str, w: int, bn: bool):
+    """Conv(16,s3) -> Conv(32,s2) -> eyes: MaxPool -> Conv(64,s2) / mouth: Conv(64,s2) -> MaxPool; 4x4x64."""
+    x = _conv(inp, 16 * w, 3, f"{part}_c1", bn)
+    x = _conv(x, 32 * w, 2, f"{part}_c2", bn)
+    if part == "mouth":
+        x = _conv(x, 64 * w, 2, f"{part}_c3", bn)
+        x = layers.MaxPooling2D(2, padding="same", name=f"{part}_pool")(x)
+    else:
+        x = layers.MaxPooling2D(2, padding="same", name=f"{part}_pool")(x)
+        x = _conv(x, 64 * w, 2, f"{part}_c3", bn)
+    return x
+
+
+def build_model(size: int = 96, width: int = 1, dropout: float = 0.3, bn: bool = True,
+                feature_mean: np.ndarray | None = None, feature_var: np.ndarray | None = None,
+                l2: float = 0.0) -> keras.Model:
+    """DEVELOPERS.md's network. `width` multiplies every conv/dense width; the shape stays.
+
+    Feature standardisation lives inside the model (a fixed Normalization layer), so the runtime
+    feeds raw features and the model file alone defines what it expects.
+    """
+    reg = keras.regularizers.l2(l2) if l2 else None
+    eyes_r = keras.Input((size, size, 1), name="right_eye")
+    eyes_l = keras.Input((size, size, 1), name="left_eye")
+    mouth = keras.Input((size, size, 1), name="mouth")
+    feats = keras.Input((N_FEATURES,), name="features")
+
+    x = layers.Concatenate(name="crops")([
+        _crop_branch(eyes_r, "right_eye", width, bn),
+        _crop_branch(eyes_l, "left_eye", width, bn),
+        _crop_branch(mouth, "mouth", width, bn),
+    ])
+    x = _conv(x, 64 * width, 2, "joint_c1", bn)
+    x = _conv(x, 32 * width, 2, "joint_c2", bn)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(16 * width, activation="relu", kernel_regularizer=reg, name="img_d1")(x)
+    x = layers.Dense(len(LABELS), name="img_out")(x)
+
+    if feature_mean is not None:
+        f = layers.Normalization(mean=feature_mean, variance=feature_var, name="feat_norm")(feats)
+    else:
+        f = feats
+    f = layers.Dense(32 * width, activation="relu", kernel_regularizer=reg, name="feat_d1")(f)
+    f = layers.Dense(16 * width, activation="relu", kernel_regularizer=reg, name="feat_d2")(f)
+    f = layers.Dense(len(LABELS), name="feat_out")(f)
+
+    y = layers.Concatenate(name="merge")([x, f])
+    y = layers.Dense(len(LABELS), activation="softmax", name="probabilities")(y)
+    return keras.Model([eyes_r, eyes_l, mouth, feats], y, name="dfer")

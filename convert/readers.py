@@ -1,0 +1,112 @@
+"""Readers for the datasets users actually have. Each yields Samples with labels in LABELS order."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from dfer_edge.labels import LABELS, canonical_label
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+# FER2013 CSV emotion codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
+FER2013_CODES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
+# FER+ vote columns that are expressions we model (contempt, unknown and NF are not).
+FERPLUS_COLUMNS = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+
+
+@dataclass
+class Sample:
+    name: str  # file path or "<csv>:row"
+    label: int  # index into LABELS
+    image: np.ndarray | None = None  # decoded pixels when the source is not a file
+    subject: str = ""
+    votes: np.ndarray | None = None  # FER+ votes in LABELS order, if known
+    extra: dict | None = None
+
+
+def warn(msg: str) -> None:
+    print(f"warning: {msg}", file=sys.stderr)
+
+
+def read_folder(root: str | Path) -> Iterator[Sample]:
+    """An image-folder tree <label>/<file>; common English folder names accepted, others skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SystemExit(f"error: {root} is not a directory")
+    for entry in sorted(root.iterdir()):
+        if not entry.is_dir():
+            continue
+        lab = canonical_label(entry.name)
+        if lab is None:
+            warn(f"skipping folder {entry} (not one of the seven expressions)")
+            continue
+        for f in sorted(entry.rglob("*")):
+            if f.suffix.lower() in IMAGE_EXTS and f.is_file():
+                yield Sample(str(f), LABELS.index(lab))
+
+
+def read_kdef(root: str | Path) -> Iterator[Sample]:
+    """KDEF as shipped in ../shared/data/kdef: the folder tree plus index.csv for subjects and angles."""
+    root = Path(root)
+    index = root / "index.csv"
+    if not index.is_file():
+        yield from read_folder(root)
+        return
+    with index.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            lab = canonical_label(row["label"])
+            if lab is None:
+                continue
+            yield Sample(str(root / row["path"]), LABELS.index(lab), subject=row.get("subject", ""),
+                         extra={"angle": row.get("angle", ""), "session": row.get("session", "")})
+
+
+def read_fer2013_csv(path: str | Path, usages: tuple[str, ...] = ("Training",)) -> Iterator[Sample]:
+    """The original fer2013.csv: emotion,pixels,Usage with 48x48 pixels as space-separated integers."""
+    with open(path, newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh)):
+            if usages and row.get("Usage") not in usages:
+                continue
+            px = np.array(row["pixels"].split(), dtype=np.uint8)
+            side = int(round(np.sqrt(px.size)))
+            if side * side != px.size:
+                warn(f"{path}:{i + 2}: {px.size} pixels is not a square image; skipped")
+                continue
+            lab = FER2013_CODES[int(row["emotion"])]
+            yield Sample(f"{path}:{i + 2}", LABELS.index(lab), image=px.reshape(side, side))
+
+
+def read_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
+    """FER+ votes keyed by file name, as counts in LABELS order (contempt/unknown/NF dropped)."""
+    votes = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            v = np.array([float(row[LABELS[i]]) for i in range(len(LABELS))], dtype=np.float32)
+            votes[row["file"]] = v
+    return votes
+
+
+def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Iterator[Sample]:
+    for s in samples:
+        s.votes = votes.get(Path(s.name).name)
+        yield s
+
+
+def read_dataset(root: str | Path, votes: str | Path | None = None) -> list[Sample]:
+    """Folder tree, KDEF (index.csv) or FER2013 CSV, by what `root` is."""
+    root = Path(root)
+    if root.is_file() and root.suffix.lower() == ".csv":
+        samples = read_fer2013_csv(root)
+    elif (root / "index.csv").is_file():
+        samples = read_kdef(root)
+    else:
+        samples = read_folder(root)
+    if votes:
+        samples = attach_votes(samples, read_ferplus_votes(votes))
+    return list(samples)

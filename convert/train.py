@@ -1,0 +1,137 @@
+"""Training the four-branch model on extracted caches, validated on held-out data (by subject for KDEF)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dfer_edge.labels import LABELS
+
+from . import data as D
+
+SPLIT_FILE = Path(__file__).with_name("kdef_split.json")
+
+
+def heldout_subjects() -> set[str]:
+    return set(json.loads(SPLIT_FILE.read_text())["heldout"])
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train", action="append", default=[], help="training .npz (repeatable)")
+    p.add_argument("--val", action="append", default=[], help="validation .npz (repeatable)")
+    p.add_argument("--out", required=True, help="output directory (model.keras, metrics.json)")
+    p.add_argument("--labels", default="original", choices=D.LABEL_MODES,
+                   help="targets for data with FER+ votes (default: the dataset's own labels)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--width", type=int, default=1, help="width multiplier of every layer")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--class-weight", default="sqrt", choices=("none", "sqrt", "balanced"))
+    p.add_argument("--repeat", action="append", default=[],
+                   help="NAME=K: repeat training file whose name contains NAME K times (e.g. kdef=3)")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def batch_stream(a: D.Arrays, batch: int, weights: np.ndarray, aug: D.Augment | None, seed: int):
+    """Endless augmented, class-weighted batches, freshly shuffled every pass over the data."""
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(a))
+        for i in range(0, len(a), batch):
+            idx = np.sort(order[i:i + batch])
+            x = D.model_inputs(a.take(idx)) if aug is None else D.augmented_batch(a, idx, rng, aug)
+            yield x, a.target[idx], weights[idx]
+
+
+def class_weights(target: np.ndarray, how: str) -> np.ndarray:
+    freq = target.sum(0) / target.sum()
+    if how == "none":
+        w = np.ones_like(freq)
+    elif how == "sqrt":
+        w = 1.0 / np.sqrt(freq + 1e-6)
+    else:
+        w = 1.0 / (freq + 1e-6)
+    return (w / (w * freq).sum()).astype(np.float32)
+
+
+def load_sets(paths: list[str], mode: str, for_training: bool) -> list[tuple[str, D.Arrays]]:
+    """Load caches; KDEF-like files (with subjects) are cut by kdef_split.json: training keeps the
+    other subjects, validation keeps only the held-out ones."""
+    out = []
+    held = heldout_subjects()
+    for p in paths:
+        a = D.load(p, mode)
+        name = Path(p).stem
+        if any(a.subject):
+            is_held = np.array([s in held for s in a.subject])
+            a = a.take(np.flatnonzero(~is_held if for_training else is_held))
+            name += "-train-subjects" if for_training else "-heldout-subjects"
+        out.append((name, a))
+    return out
+
+
+def evaluate(model, a: D.Arrays) -> dict:
+    p = model.predict(D.model_inputs(a), batch_size=256, verbose=0)
+    pred = p.argmax(1)
+    acc = float((pred == a.label).mean())
+    recall = {LABELS[c]: float((pred[a.label == c] == c).mean()) if (a.label == c).any() else None
+              for c in range(len(LABELS))}
+    return {"n": int(len(a)), "accuracy": acc, "recall": recall}
+
+
+def train_main(a: argparse.Namespace) -> None:
+    import keras
+
+    from .model import build_model
+
+    keras.utils.set_random_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_sets = load_sets(a.train, a.labels, True)
+    reps = dict(r.split("=") for r in a.repeat)
+    parts = []
+    for name, arr in train_sets:
+        k = next((int(v) for n, v in reps.items() if n in name), 1)
+        parts += [arr] * k
+        print(f"train: {name}: {len(arr)} faces x{k}")
+    tr = D.Arrays.concat(parts)
+    val_sets = load_sets(a.val, "original", False) + load_sets([p for p in a.train if any(D.load(p).subject)],
+                                                               "original", False)
+    feats = D.features(tr.landmarks)
+    model = build_model(tr.right_eye.shape[1], a.width, a.dropout, True, feats.mean(0), feats.var(0) + 1e-6, a.l2)
+    w = class_weights(tr.target, a.class_weight)
+    sample_w = (tr.target * w).sum(1)
+    aug = None if a.no_augment else D.Augment()
+    per_epoch = math.ceil(len(tr) / a.batch)
+    sched = keras.optimizers.schedules.CosineDecay(0.0, a.epochs * per_epoch, warmup_target=a.lr,
+                                                   warmup_steps=per_epoch)
+    model.compile(keras.optimizers.AdamW(sched, weight_decay=1e-4),
+                  keras.losses.CategoricalCrossentropy(label_smoothing=a.label_smoothing), metrics=["accuracy"])
+    val_name, val_arr = val_sets[0]
+    val_x = D.model_inputs(val_arr)
+    val_y = np.eye(len(LABELS), dtype=np.float32)[val_arr.label]
+    t0 = time.time()
+    # The last epoch is kept (no checkpoint picking on validation data, so validation stays unseen).
+    hist = model.fit(batch_stream(tr, a.batch, sample_w, aug, a.seed), steps_per_epoch=per_epoch,
+                     epochs=a.epochs, validation_data=(val_x, val_y), verbose=2)
+    model.save(out / "model.keras")
+    metrics = {
+        "args": {k: v for k, v in vars(a).items() if k != "func"},
+        "train_faces": int(len(tr)),
+        "train_seconds": round(time.time() - t0),
+        "monitored": val_name,
+        "history": {k: [round(float(x), 4) for x in v] for k, v in hist.history.items()},
+        "val": {name: evaluate(model, arr) for name, arr in val_sets},
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for name, m in metrics["val"].items():
+        print(f"{name}: accuracy {m['accuracy']:.4f} on {m['n']} faces")

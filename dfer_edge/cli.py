@@ -1,0 +1,177 @@
+"""`dfer-edge VERB ...`: predict, info. Every failure is one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .errors import DferError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Facial expressions (7 basic) on small computers, offline.")
+
+# Exit codes: 0 all inputs read; 1 some input could not be read; 2 bad usage, model or set-up.
+EXIT_BAD_INPUT = 1
+EXIT_SETUP = 2
+
+ModelOpt = typer.Option(None, "--model", help="expression model .tflite (default: the shipped int8 model)")
+LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark model file")
+UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
+ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
+WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
+
+
+def fail(msg: str, code: int = EXIT_SETUP) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
+                    width: int = 512):
+    from .recognizer import Recognizer, RecognizerOptions
+
+    try:
+        return Recognizer(RecognizerOptions(model=model, landmarks=landmarks, upsample=upsample,
+                                            num_threads=threads, width=width))
+    except DferError as e:
+        fail(str(e))
+
+
+def _result(path: str, faces: list | None, error: str | None) -> dict[str, Any]:
+    return {"path": path, "error": error, "faces": [f.to_dict() for f in faces] if faces is not None else []}
+
+
+def _table_rows(r: dict[str, Any]) -> list[str]:
+    if r["error"]:
+        return []
+    if not r["faces"]:
+        return [f"{r['path']}\t-\t(no face)"]
+    return [f"{r['path']}\t{i}\t{f['label']:<9}\t{f['score']:.2f}\t{','.join(map(str, f['box']))}"
+            for i, f in enumerate(r["faces"])]
+
+
+def _annotated_name(out_dir: Path, src: Path, used: set[str]) -> Path:
+    name = f"{src.stem}.jpg"
+    k = 1
+    while name in used:
+        name = f"{src.stem}-{k}.jpg"
+        k += 1
+    used.add(name)
+    return out_dir / name
+
+
+@app.command()
+def predict(
+    paths: list[str] = typer.Argument(..., help="image files, folders or glob patterns"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON list, one object per input"),
+    jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per input per line"),
+    annotate: Optional[Path] = typer.Option(None, "--annotate", help="save annotated copies into this folder"),
+    largest: bool = typer.Option(False, "--largest", help="keep only the largest face per image"),
+    model: Optional[Path] = ModelOpt,
+    landmarks: Optional[Path] = LandmarksOpt,
+    upsample: int = UpsampleOpt,
+    threads: Optional[int] = ThreadsOpt,
+    width: int = WidthOpt,
+) -> None:
+    """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
+    import cv2
+
+    from .annotate import draw
+    from .image import load_color, read_bytes
+    from .inputs import expand
+
+    if json_out and jsonl:
+        fail("choose one of --json and --jsonl")
+    files = expand(paths)
+    if not files:
+        fail("no images found in the given paths")
+    rec = make_recognizer(model, landmarks, upsample, threads, width)
+    if annotate:
+        try:
+            annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            fail(f"cannot create {annotate}: {e.strerror or e}")
+    results, bad, used = [], 0, set()
+    if not (json_out or jsonl):
+        typer.echo("path\tface\tlabel    \tscore\tbox")
+    for f in files:
+        try:
+            data = read_bytes(f)
+            faces = rec.predict(data) if not largest else [x for x in [rec.predict_largest(data)] if x]
+            r = _result(str(f), faces, None)
+            if annotate:
+                target = _annotated_name(annotate, f, used)
+                if not cv2.imwrite(str(target), draw(load_color(data, str(f)), faces)):
+                    raise DferError(f"{target}: cannot write annotated image")
+        except DferError as e:
+            bad += 1
+            msg = str(e) if str(f) in str(e) else f"{f}: {e}"
+            typer.echo(f"error: {msg}", err=True)
+            r = _result(str(f), None, msg)
+        if jsonl:
+            typer.echo(json.dumps(r))
+        elif json_out:
+            results.append(r)
+        else:
+            for row in _table_rows(r):
+                typer.echo(row)
+    if json_out:
+        typer.echo(json.dumps(results, indent=1))
+    raise typer.Exit(EXIT_BAD_INPUT if bad else 0)
+
+
+@app.command()
+def info(
+    model: Optional[Path] = ModelOpt,
+    landmarks: Optional[Path] = LandmarksOpt,
+) -> None:
+    """Versions, interpreter, model metadata and the landmark model in use."""
+    import cv2
+    import dlib
+    import numpy
+
+    from . import __version__
+    from .landmarks import find_landmark_model
+    from .model import ExpressionModel
+
+    rows = [("dfer-edge", __version__), ("python", platform.python_version()),
+            ("platform", f"{platform.system()} {platform.machine()}"), ("numpy", numpy.__version__),
+            ("opencv", cv2.__version__), ("dlib", dlib.__version__)]
+    problems = []
+    try:
+        m = ExpressionModel(model)
+        rows += [("interpreter", f"{m.interpreter_name} {m.interpreter_version}"),
+                 ("model", str(m.path)), ("model size", f"{m.path.stat().st_size / 1024:.0f} KiB"),
+                 ("model variant", str(m.info.metadata.get("variant", "?"))),
+                 ("model inputs", ", ".join(f"{k}:{v}" for k, v in m.info.input_dtypes.items())),
+                 ("crop size", str(m.info.crop_size)), ("features", m.info.feature_mode),
+                 ("labels", ", ".join(m.info.labels))]
+        if m.info.metadata.get("note"):
+            rows.append(("model note", m.info.metadata["note"]))
+    except DferError as e:
+        problems.append(str(e))
+    try:
+        rows.append(("landmarks", str(find_landmark_model(landmarks))))
+    except DferError as e:
+        problems.append(str(e))
+    for k, v in rows:
+        typer.echo(f"{k:<14} {v}")
+    for p in problems:
+        typer.echo(f"error: {p}", err=True)
+    raise typer.Exit(EXIT_SETUP if problems else 0)
+
+
+def main() -> None:
+    try:
+        app()
+    except DferError as e:  # anything not caught closer to its input
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_SETUP)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

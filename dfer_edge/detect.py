@@ -1,0 +1,50 @@
+"""Steps 1-2 of the pipeline: the working image and dlib's HOG face detector."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import dlib
+import numpy as np
+
+DEFAULT_WIDTH = 512
+
+
+class WorkingImage(NamedTuple):
+    """The equalised grayscale image the detector and landmarks run on, and its scale to the original."""
+
+    image: np.ndarray
+    scale: float  # working pixels per original pixel
+
+
+def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH) -> WorkingImage:
+    """Resize to `width` px wide (None: keep size) and equalise the histogram, once per frame."""
+    h, w = gray.shape[:2]
+    scale = 1.0
+    if width and w != width:
+        scale = width / w
+        height = max(1, round(h * scale))
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        gray = cv2.resize(gray, (width, height), interpolation=interp)
+    return WorkingImage(cv2.equalizeHist(gray), scale)
+
+
+class FaceDetector:
+    """dlib's frontal HOG detector. Upsampling finds faces under ~80 px at ~4x the cost."""
+
+    def __init__(self, upsample: int = 0) -> None:
+        if upsample < 0:
+            raise ValueError("upsample must be >= 0")
+        self.upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+
+    def __call__(self, image: np.ndarray) -> list[dlib.rectangle]:
+        """Every face, largest first."""
+        rects = list(self._detector(image, self.upsample))
+        rects.sort(key=lambda r: r.area(), reverse=True)
+        return rects
+
+
+def rect_to_box(rect: dlib.rectangle) -> tuple[float, float, float, float]:
+    return (float(rect.left()), float(rect.top()), float(rect.right()), float(rect.bottom()))

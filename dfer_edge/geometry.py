@@ -1,0 +1,115 @@
+"""Pure geometry on dlib's 68 landmarks: levelling, crop transforms and the 13 distance features.
+
+Everything here is numpy in, numpy out, so it can be tested on hand-made landmarks and shared
+verbatim by training (convert/) and inference.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+# dlib 68-point indices. "Right" is the subject's right eye, i.e. the one on the image's left.
+RIGHT_EYE = slice(36, 42)
+LEFT_EYE = slice(42, 48)
+RIGHT_BROW = slice(17, 22)
+LEFT_BROW = slice(22, 27)
+MOUTH = slice(48, 68)
+
+# The seed's 13 distances: 11 landmark pairs, then two midpoint distances.
+FEATURE_PAIRS: tuple[tuple[int, int], ...] = (
+    (21, 22), (21, 31), (22, 35), (19, 41), (24, 46), (37, 41),
+    (44, 46), (51, 57), (36, 48), (45, 54), (48, 54),
+)
+N_FEATURES = 13
+
+# Crop squares, in units of the inter-ocular distance (outer eye corners 36-45), centred on
+# the region in the levelled face. Chosen so that an eye crop holds the eye and its brow, and the
+# mouth crop holds a wide-open (surprise) mouth; fixed relative to the face so that the crop scale
+# itself carries no expression-dependent zoom.
+EYE_SIDE = 0.62
+EYE_RAISE = 0.12  # the eye crop's centre sits this far above the eye centre, to include the brow
+MOUTH_SIDE = 0.85
+
+
+class Levelled(NamedTuple):
+    """A face's landmarks rotated so the eyes are level, plus the transform that did it."""
+
+    points: np.ndarray  # (68, 2) float64, levelled coordinates
+    matrix: np.ndarray  # (2, 3) affine: source image -> levelled coordinates
+    iod: float  # inter-ocular distance (36-45) in source pixels
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    return float(np.hypot(*(points[45] - points[36])))
+
+
+def level(points: np.ndarray) -> Levelled:
+    """Rotate landmarks about the eye midpoint so the two eye centres share one y."""
+    pts = np.asarray(points, dtype=np.float64)
+    right = pts[RIGHT_EYE].mean(axis=0)
+    left = pts[LEFT_EYE].mean(axis=0)
+    dx, dy = left - right
+    angle = np.degrees(np.arctan2(dy, dx))
+    centre = (right + left) / 2.0
+    m = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), float(angle), 1.0)
+    lev = pts @ m[:, :2].T + m[:, 2]
+    return Levelled(lev, m, max(inter_ocular(pts), 1e-6))
+
+
+def crop_boxes(lev: Levelled) -> dict[str, tuple[float, float, float]]:
+    """Centre (x, y) and side of each crop square, in levelled coordinates."""
+    p, d = lev.points, lev.iod
+    r_eye = p[RIGHT_EYE].mean(axis=0)
+    l_eye = p[LEFT_EYE].mean(axis=0)
+    mouth = p[MOUTH].mean(axis=0)
+    return {
+        "right_eye": (r_eye[0], r_eye[1] - EYE_RAISE * d, EYE_SIDE * d),
+        "left_eye": (l_eye[0], l_eye[1] - EYE_RAISE * d, EYE_SIDE * d),
+        "mouth": (mouth[0], mouth[1], MOUTH_SIDE * d),
+    }
+
+
+def crop_matrix(levelling: np.ndarray, cx: float, cy: float, side: float, size: int) -> np.ndarray:
+    """One affine from the source image straight to a size x size crop (level, cut and scale at once)."""
+    k = size / max(side, 1e-6)
+    m = levelling * k
+    m[:, 2] += size / 2.0 - k * np.array([cx, cy])
+    return m
+
+
+def crops(image: np.ndarray, lev: Levelled, size: int = 96) -> dict[str, np.ndarray]:
+    """The three size x size uint8 crops. Parts outside the image are padded by edge replication,
+    so a face at the border still gives full crops."""
+    out = {}
+    for name, (cx, cy, side) in crop_boxes(lev).items():
+        m = crop_matrix(lev.matrix, cx, cy, side, size)
+        out[name] = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE)
+    return out
+
+
+def distances(points: np.ndarray) -> np.ndarray:
+    """The seed's 13 raw Euclidean distances, in the units of `points`."""
+    p = np.asarray(points, dtype=np.float64)
+    a = np.array([i for i, _ in FEATURE_PAIRS])
+    b = np.array([j for _, j in FEATURE_PAIRS])
+    pair = np.hypot(*(p[a] - p[b]).T)
+    mouth_mid = (p[48] + p[54]) / 2.0
+    brow_mid = (p[21] + p[22]) / 2.0
+    extra = [np.hypot(*(mouth_mid - p[51])), np.hypot(*(brow_mid - p[27]))]
+    return np.concatenate([pair, extra])
+
+
+def normalised_features(lev: Levelled) -> np.ndarray:
+    """13 distances on the levelled landmarks divided by the inter-ocular distance: scale-free."""
+    return (distances(lev.points) / lev.iod).astype(np.float32)
+
+
+def grow_box(box: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:
+    """Grow (x1, y1, x2, y2) by `margin` of its width/height on every side."""
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    return (x1 - mx, y1 - my, x2 + mx, y2 + my)

@@ -1,0 +1,184 @@
+"""Step 5: the expression model (.tflite plus a JSON sidecar) on a TFLite interpreter.
+
+The runtime never imports TensorFlow: it uses ai-edge-litert, or tflite-runtime as a fallback.
+Inputs are bound by name through the model's signature, because converters list them in an
+arbitrary order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.resources
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError
+from .extract import FEATURE_MODES, FaceInputs
+from .labels import LABELS
+
+INPUT_NAMES = ("right_eye", "left_eye", "mouth", "features")
+DEFAULT_MODEL_NAME = "dfer-int8.tflite"
+
+# name -> (module to import, distribution name for its version)
+INTERPRETERS = {
+    "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+}
+
+
+def default_model_path() -> Path:
+    """The int8 model shipped inside the package (models/ is installed as dfer_edge.models)."""
+    return Path(str(importlib.resources.files("dfer_edge.models") / DEFAULT_MODEL_NAME))
+
+
+def metadata_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def load_interpreter_class(which: str = "auto") -> tuple[type, str, str]:
+    """(Interpreter class, interpreter name, version): litert first, then tflite-runtime."""
+    names = list(INTERPRETERS) if which == "auto" else [which]
+    errors = []
+    for name in names:
+        if name not in INTERPRETERS:
+            raise ModelError(f"unknown interpreter {name!r}; expected auto, {', '.join(INTERPRETERS)}")
+        module, dist = INTERPRETERS[name]
+        try:
+            cls = importlib.import_module(module).Interpreter
+        except ImportError as e:
+            errors.append(f"{dist}: {e}")
+            continue
+        try:
+            version = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        return cls, name, version
+    raise ModelError("no TFLite interpreter available (" + "; ".join(errors)
+                     + "); install one with `pip install ai-edge-litert` (or `pip install tflite-runtime 'numpy<2'`)")
+
+
+@dataclass
+class ModelInfo:
+    """What the sidecar JSON and the model's signature tell us."""
+
+    path: Path
+    labels: tuple[str, ...]
+    crop_size: int
+    feature_mode: str
+    input_dtypes: dict[str, str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    meta_file = metadata_path(path)
+    if not meta_file.is_file():
+        return {}
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"model metadata {meta_file} is not valid JSON ({e}); re-export the model") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"model metadata {meta_file} must be a JSON object; re-export the model")
+    return meta
+
+
+class ExpressionModel:
+    """A loaded expression model. `__call__(FaceInputs) -> probabilities` in `labels` order."""
+
+    def __init__(self, path: str | os.PathLike | None = None, num_threads: int | None = None,
+                 interpreter: str = "auto") -> None:
+        self.path = Path(path) if path else default_model_path()
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} not found; pass --model PATH to a .tflite exported by "
+                             "`python -m convert export`, or reinstall dfer-edge for the default model")
+        meta = read_metadata(self.path)
+        cls, self.interpreter_name, self.interpreter_version = load_interpreter_class(interpreter)
+        try:
+            self._interp = cls(model_path=str(self.path), num_threads=num_threads)
+            self._runner = self._interp.get_signature_runner()
+        except (ValueError, RuntimeError) as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"model file {self.path} cannot be loaded ({msg}); it is corrupt or not a "
+                             "TFLite model with a signature: re-export it with `python -m convert export`") from None
+        self.num_threads = num_threads
+        details = self._runner.get_input_details()
+        missing = [n for n in INPUT_NAMES if n not in details]
+        if missing or len(details) != len(INPUT_NAMES):
+            raise ModelError(f"model {self.path} has inputs {sorted(details)}; expected exactly "
+                             f"{list(INPUT_NAMES)} (export it with `python -m convert export`)")
+        self._in = details
+        shape = [int(x) for x in details["mouth"]["shape"]]
+        size = shape[1] if len(shape) == 4 else 0
+        for n in ("right_eye", "left_eye", "mouth"):
+            s = [int(x) for x in details[n]["shape"]]
+            if len(s) != 4 or s[1] != size or s[2] != size or s[3] != 1:
+                raise ModelError(f"model {self.path}: input {n} has shape {s}; expected [1, N, N, 1] "
+                                 "with the same N for all three crops")
+        fshape = [int(x) for x in details["features"]["shape"]]
+        if fshape[-1] != 13:
+            raise ModelError(f"model {self.path}: input features has shape {fshape}; expected [1, 13]")
+        outs = self._runner.get_output_details()
+        if len(outs) != 1:
+            raise ModelError(f"model {self.path} has {len(outs)} outputs; expected one probability vector")
+        self._out_name, out = next(iter(outs.items()))
+        n_out = int(out["shape"][-1])
+        labels = tuple(meta.get("labels", LABELS))
+        if len(labels) != n_out:
+            raise ModelError(f"model {self.path} outputs {n_out} values but its metadata names "
+                             f"{len(labels)} labels; fix {metadata_path(self.path).name}")
+        unknown = [lab for lab in labels if lab not in LABELS]
+        if unknown:
+            raise ModelError(f"model {self.path}: unknown labels {unknown} in its metadata; expected names from {LABELS}")
+        self._out = out
+        mode = meta.get("features", "iod")
+        if mode not in FEATURE_MODES:
+            raise ModelError(f"model {self.path}: unknown feature convention {mode!r}; expected one of {FEATURE_MODES}")
+        self.info = ModelInfo(self.path, labels, size, mode,
+                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta)
+        # Reorder outputs into LABELS order whatever order the model declares.
+        self._order = np.array([labels.index(lab) for lab in LABELS]) if set(labels) == set(LABELS) else None
+        if self._order is None:
+            raise ModelError(f"model {self.path}: labels {labels} must be a permutation of {LABELS}")
+        # Preallocated float views reused every call.
+        self._buf = {n: np.zeros(details[n]["shape"], dtype=np.float32) for n in INPUT_NAMES}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LABELS
+
+    def _quantise(self, name: str, x: np.ndarray) -> np.ndarray:
+        d = self._in[name]
+        dtype = np.dtype(d["dtype"])
+        if dtype == np.float32:
+            return x
+        scale, zero = d["quantization"]
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+    def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
+            features: np.ndarray) -> np.ndarray:
+        """Raw model call on float inputs: crops scaled to 0..1, features as the model declares."""
+        b = self._buf
+        b["right_eye"][0, :, :, 0] = right_eye
+        b["left_eye"][0, :, :, 0] = left_eye
+        b["mouth"][0, :, :, 0] = mouth
+        b["features"].reshape(-1)[:] = features
+        out = self._runner(**{n: self._quantise(n, b[n]) for n in INPUT_NAMES})[self._out_name]
+        out = out.reshape(-1)
+        if out.dtype != np.float32:
+            scale, zero = self._out["quantization"]
+            out = (out.astype(np.float32) - zero) * scale
+        out = np.clip(out.astype(np.float64), 0.0, None)[self._order]
+        total = out.sum()
+        return out / total if total > 0 else np.full(len(LABELS), 1.0 / len(LABELS))
+
+    def __call__(self, face: FaceInputs) -> np.ndarray:
+        """Probabilities in LABELS order for one face's extracted inputs."""
+        inv = np.float32(1.0 / 255.0)
+        return self.run(face.right_eye * inv, face.left_eye * inv, face.mouth * inv, face.features)

@@ -1,0 +1,126 @@
+"""The public API: build a Recognizer once, call it on many images."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import geometry
+from .detect import DEFAULT_WIDTH, FaceDetector, rect_to_box, working_image
+from .extract import face_inputs, ready_crop_inputs
+from .image import ImageInput, load_gray
+from .labels import LABELS
+from .landmarks import LandmarkModel
+from .model import ExpressionModel
+
+BOX_MARGIN = 0.10  # the seed's margin around the detector's (tight) box in reported boxes
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face: where it is (original-image pixels) and what it expresses."""
+
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2: the detector box grown by BOX_MARGIN, clipped
+    landmarks: np.ndarray  # (68, 2) float, original-image pixels
+    probabilities: dict[str, float]  # in LABELS order
+
+    @property
+    def label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def score(self) -> float:
+        return self.probabilities[self.label]
+
+    @property
+    def categories(self) -> list[Category]:
+        """All labels, most likely first."""
+        return sorted((Category(k, v) for k, v in self.probabilities.items()), key=lambda c: -c.score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+
+@dataclass
+class RecognizerOptions:
+    """How to run the pipeline. Defaults are the original DeepFER settings."""
+
+    model: str | os.PathLike | None = None  # .tflite; None: the shipped int8 model
+    landmarks: str | os.PathLike | None = None  # dlib 68-point file; None: searched for
+    width: int | None = DEFAULT_WIDTH  # working-image width; None keeps the input size
+    upsample: int = 0  # HOG upsampling; 1 finds faces under ~80 px at ~4x the cost
+    num_threads: int | None = None  # interpreter threads; None lets the interpreter decide
+    interpreter: str = "auto"  # auto | litert | tflite-runtime
+
+
+class Recognizer:
+    """Detect faces and recognise their expressions. Loads every model once; reuse it.
+
+    >>> with Recognizer() as rec:
+    ...     faces = rec.predict("photo.jpg")
+    """
+
+    def __init__(self, options: RecognizerOptions | None = None, **kwargs: Any) -> None:
+        self.options = options or RecognizerOptions(**kwargs)
+        o = self.options
+        self.model = ExpressionModel(o.model, num_threads=o.num_threads, interpreter=o.interpreter)
+        self.landmarks = LandmarkModel(o.landmarks)
+        self.detector = FaceDetector(o.upsample)
+        # Ready crops are scanned without upsampling: the crop is already upscaled to 256 px.
+        self._crop_detector = FaceDetector(0)
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the models (the interpreter frees its memory when unreferenced)."""
+        self.__dict__.pop("model", None)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return LABELS
+
+    def _probabilities(self, inputs) -> dict[str, float]:
+        p = self.model(inputs)
+        return {lab: float(v) for lab, v in zip(LABELS, p)}
+
+    def predict(self, image: ImageInput) -> list[Face]:
+        """Every face the detector finds, largest first. No face: an empty list."""
+        gray = load_gray(image)
+        h, w = gray.shape
+        work = working_image(gray, self.options.width)
+        faces = []
+        for rect in self.detector(work.image):
+            pts = self.landmarks(work.image, rect)
+            inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode)
+            x1, y1, x2, y2 = (v / work.scale for v in geometry.grow_box(rect_to_box(rect), BOX_MARGIN))
+            box = (max(0, int(round(x1))), max(0, int(round(y1))), min(w, int(round(x2))), min(h, int(round(y2))))
+            faces.append(Face(box, pts / work.scale, self._probabilities(inputs)))
+        return faces
+
+    def predict_largest(self, image: ImageInput) -> Face | None:
+        """The largest face only (the seed's predict_one), or None."""
+        faces = self.predict(image)
+        return faces[0] if faces else None
+
+    def predict_crop(self, image: ImageInput) -> Face:
+        """An image that is already a face crop (e.g. FER2013's 48x48): the whole image is the face."""
+        gray = load_gray(image)
+        h, w = gray.shape
+        inputs, rc = ready_crop_inputs(gray, self._crop_detector, self.landmarks,
+                                       self.model.info.crop_size, self.model.info.feature_mode)
+        return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self._probabilities(inputs))

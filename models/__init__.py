@@ -1,0 +1,1 @@
+"""Shipped expression models (installed as the package data `dfer_edge.models`)."""

@@ -1,0 +1,102 @@
+"""Shared test helpers: a synthetic dlib-68 face and the location of the shared data sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# ../shared/data next to the repository (not part of it; tests that need it skip when it is absent).
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PHOTOS = SHARED_DATA / "photos"
+FER_VAL = SHARED_DATA / "fer2013" / "val"
+
+# --- The template face, in "face units": the outer eye corners 36 and 45 are at (-0.5, 0) and
+# (0.5, 0), so the inter-ocular distance is exactly 1 and the eye midpoint is the origin. x grows to
+# the image's right, y grows downwards (image convention). The subject's right eye is on the image's
+# left, as in dlib's numbering.
+EYE_HALF_WIDTH = 0.15  # corner to eye centre
+EYE_LID = 0.05  # upper/lower lid points sit this far above/below the eye centre
+RIGHT_EYE_CENTRE = (-0.35, 0.0)  # mean of 36-41 (outer corner -0.5, inner corner -0.2)
+LEFT_EYE_CENTRE = (0.35, 0.0)  # mean of 42-47
+BROW_INNER_X = 0.10  # points 21 / 22 at x = -/+ this
+BROW_Y = -0.20
+MOUTH_CENTRE = (0.0, 0.86)  # mean of 48-67 (both lip ellipses are symmetric about it)
+MOUTH_HALF_WIDTH = 0.30  # corners 48 / 54
+MOUTH_HALF_HEIGHT = 0.09  # 51 above, 57 below the mouth centre
+INNER_HALF_WIDTH = 0.20
+INNER_HALF_HEIGHT = 0.03
+
+
+def _eye(centre: tuple[float, float]) -> list[tuple[float, float]]:
+    """Six points of a hexagonal eye in dlib order, which for both eyes starts at the image-left
+    corner (36: right eye's outer corner, 42: left eye's inner corner), goes over the upper lid to
+    the image-right corner (39 / 45) and back along the lower lid. The mean is `centre`."""
+    cx, cy = centre
+    w, h = EYE_HALF_WIDTH, EYE_LID
+    return [(cx - w, cy), (cx - w / 3, cy - h), (cx + w / 3, cy - h),
+            (cx + w, cy), (cx + w / 3, cy + h), (cx - w / 3, cy + h)]
+
+
+def template_face() -> np.ndarray:
+    """(68, 2) float64 landmarks of a plausible frontal face in face units (see above)."""
+    pts: list[tuple[float, float]] = []
+    # Jaw 0-16: half an ellipse from the right temple (image left) under the chin to the left temple.
+    for i in range(17):
+        t = np.pi - i * np.pi / 16
+        pts.append((0.75 * np.cos(t), 0.05 + 1.2 * np.sin(t)))
+    # Right brow 17-21, outer to inner; left brow 22-26, inner to outer (mirror).
+    right_brow = [(-0.60, -0.12), (-0.48, -0.20), (-0.35, -0.23), (-0.22, -0.22), (-BROW_INNER_X, BROW_Y)]
+    pts += right_brow
+    pts += [(-x, y) for x, y in reversed(right_brow)]
+    # Nose bridge 27-30 (top to tip), then the nostril base 31-35 (image left to right).
+    pts += [(0.0, 0.05), (0.0, 0.18), (0.0, 0.31), (0.0, 0.44)]
+    pts += [(-0.15, 0.52), (-0.08, 0.54), (0.0, 0.55), (0.08, 0.54), (0.15, 0.52)]
+    # Eyes 36-41 (right) and 42-47 (left): hexagons whose mean is the eye centre.
+    pts += _eye(RIGHT_EYE_CENTRE)
+    pts += _eye(LEFT_EYE_CENTRE)
+    # Outer lip 48-59: 48 right corner, 51 top centre, 54 left corner, 57 bottom centre.
+    mx, my = MOUTH_CENTRE
+    for k in range(12):
+        phi = np.pi - k * np.pi / 6
+        pts.append((mx + MOUTH_HALF_WIDTH * np.cos(phi), my - MOUTH_HALF_HEIGHT * np.sin(phi)))
+    # Inner lip 60-67: 60 right inner corner, 62 top, 64 left inner corner, 66 bottom.
+    for k in range(8):
+        phi = np.pi - k * np.pi / 4
+        pts.append((mx + INNER_HALF_WIDTH * np.cos(phi), my - INNER_HALF_HEIGHT * np.sin(phi)))
+    out = np.array(pts, dtype=np.float64)
+    assert out.shape == (68, 2)
+    return out
+
+
+def rotation(angle_deg: float) -> np.ndarray:
+    """2x2 rotation by angle_deg in image coordinates (positive = clockwise on screen, y down)."""
+    a = np.radians(angle_deg)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def to_image(face_xy, cx: float, cy: float, iod: float, angle_deg: float = 0.0) -> np.ndarray:
+    """Face-unit point(s) -> image pixels for a face placed with synthetic_landmarks(cx, cy, iod, angle)."""
+    p = np.asarray(face_xy, dtype=np.float64)
+    return p @ rotation(angle_deg).T * iod + np.array([cx, cy])
+
+
+def synthetic_landmarks(cx: float, cy: float, iod: float, angle_deg: float = 0.0,
+                        jitter: float = 0.0, seed: int = 0) -> np.ndarray:
+    """68 dlib landmarks of a synthetic frontal face, eye midpoint at (cx, cy), outer eye corners
+    `iod` px apart, rotated by angle_deg about the eye midpoint (positive = clockwise on screen).
+
+    `jitter` (face units) adds a fixed pseudo-random perturbation *before* rotating and scaling, so
+    the same `seed` gives the same face shape at any pose (an asymmetric face for invariance tests).
+    With jitter the iod is no longer exactly `iod`.
+    """
+    face = template_face()
+    if jitter:
+        face = face + np.random.default_rng(seed).normal(0.0, jitter, face.shape)
+    return to_image(face, cx, cy, iod, angle_deg)
+
+
+def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(right, left) eye centres as dlib-68 means: 36-41 and 42-47."""
+    p = np.asarray(points, dtype=np.float64)
+    return p[36:42].mean(axis=0), p[42:48].mean(axis=0)

@@ -1,0 +1,310 @@
+"""dfer_edge.image: every supported input becomes 8-bit gray (or BGR); every bad one a one-line ImageError."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from dfer_edge.errors import ImageError
+from dfer_edge.image import load_color, load_gray
+
+
+def _bgr(h: int = 40, w: int = 60) -> np.ndarray:
+    """A colour image with distinct channels and a bright top-left block (to track orientation)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.dstack([(xx * 4) % 256, (yy * 6) % 256, ((xx + yy) * 3) % 256]).astype(np.uint8)
+    img[:10, :20] = 255
+    return img
+
+
+def _png(img: np.ndarray) -> bytes:
+    ok, enc = cv2.imencode(".png", img)
+    assert ok
+    return enc.tobytes()
+
+
+def _one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert msg and "\n" not in msg, repr(msg)
+    return msg
+
+
+# --- good inputs ------------------------------------------------------------------------------
+
+def test_path_str_and_pathlike(tmp_path):
+    bgr = _bgr()
+    p = tmp_path / "face.png"
+    p.write_bytes(_png(bgr))
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    for src in (p, str(p)):
+        g = load_gray(src)
+        assert g.dtype == np.uint8 and g.shape == (40, 60)
+        assert np.abs(g.astype(int) - expected).max() <= 1  # decoder's own gray conversion
+        c = load_color(src)
+        assert c.dtype == np.uint8 and c.shape == (40, 60, 3)
+        np.testing.assert_array_equal(c, bgr)  # PNG is lossless
+
+
+def test_gray_png_round_trips_exactly(tmp_path):
+    gray = _bgr()[:, :, 1].copy()
+    p = tmp_path / "g.png"
+    p.write_bytes(_png(gray))
+    np.testing.assert_array_equal(load_gray(p), gray)
+    c = load_color(p)
+    assert c.shape == (40, 60, 3)
+    for ch in range(3):
+        np.testing.assert_array_equal(c[:, :, ch], gray)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
+def test_encoded_bytes(wrap):
+    bgr = _bgr()
+    data = wrap(_png(bgr))
+    g = load_gray(data)
+    assert g.dtype == np.uint8 and g.shape == (40, 60)
+    assert np.abs(g.astype(int) - cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)).max() <= 1
+    c = load_color(data)
+    np.testing.assert_array_equal(c, bgr)
+
+
+def test_jpeg_bytes():
+    ok, enc = cv2.imencode(".jpg", _bgr(120, 160), [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    g = load_gray(enc.tobytes())
+    assert g.dtype == np.uint8 and g.shape == (120, 160)
+    assert g[:10, :20].mean() > 240  # the white block survives
+
+
+def test_numpy_gray_bgr_bgra_and_single_channel():
+    bgr = _bgr()
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    bgra = cv2.cvtColor(bgr, cv2.COLOR_BGR2BGRA)
+    bgra[:, :, 3] = 7  # alpha is ignored
+
+    g = load_gray(gray)
+    np.testing.assert_array_equal(g, gray)
+    np.testing.assert_array_equal(load_gray(bgr), gray)
+    np.testing.assert_array_equal(load_gray(bgra), gray)
+    g1 = load_gray(gray[:, :, None])
+    assert g1.shape == (40, 60)
+    np.testing.assert_array_equal(g1, gray)
+
+    np.testing.assert_array_equal(load_color(bgr), bgr)
+    np.testing.assert_array_equal(load_color(bgra), bgr)
+    c = load_color(gray)
+    assert c.shape == (40, 60, 3)
+    np.testing.assert_array_equal(c[:, :, 2], gray)
+
+
+def test_numpy_non_contiguous_views():
+    bgr = _bgr(80, 120)
+    view = bgr[::2, ::2]  # strided view
+    g = load_gray(view)
+    assert g.flags.c_contiguous and g.shape == (40, 60)
+    np.testing.assert_array_equal(g, cv2.cvtColor(np.ascontiguousarray(view), cv2.COLOR_BGR2GRAY))
+    gray_view = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, ::3]
+    g2 = load_gray(gray_view)
+    assert g2.flags.c_contiguous
+    np.testing.assert_array_equal(g2, gray_view)
+
+
+def test_uint16_arrays_keep_the_high_byte():
+    rng = np.random.default_rng(0)
+    g16 = rng.integers(0, 65536, (30, 50), dtype=np.uint16)
+    g = load_gray(g16)
+    assert g.dtype == np.uint8 and g.shape == (30, 50)
+    np.testing.assert_array_equal(g, (g16 // 256).astype(np.uint8))
+
+    bgr16 = rng.integers(0, 65536, (30, 50, 3), dtype=np.uint16)
+    expected = cv2.cvtColor((bgr16 // 256).astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    np.testing.assert_array_equal(load_gray(bgr16), expected)
+    c = load_color(bgr16)
+    assert c.dtype == np.uint8 and c.shape == (30, 50, 3)
+    np.testing.assert_array_equal(c, (bgr16 // 256).astype(np.uint8))
+
+    bgra16 = rng.integers(0, 65536, (30, 50, 4), dtype=np.uint16)
+    assert load_gray(bgra16).shape == (30, 50)
+    assert load_gray(g16[:, :, None]).shape == (30, 50)
+
+
+def test_uint16_png(tmp_path):
+    rng = np.random.default_rng(1)
+    g16 = rng.integers(0, 65536, (30, 50), dtype=np.uint16)
+    data = _png(g16)
+    g = load_gray(data)
+    assert g.dtype == np.uint8 and g.shape == (30, 50)
+    np.testing.assert_array_equal(g, (g16 // 256).astype(np.uint8))  # PNG is lossless
+    p = tmp_path / "deep.png"
+    p.write_bytes(data)
+    np.testing.assert_array_equal(load_gray(p), g)
+    c = load_color(p)
+    assert c.dtype == np.uint8 and c.shape == (30, 50, 3)
+    np.testing.assert_array_equal(c[:, :, 0], g)
+
+    bgr16 = rng.integers(0, 65536, (30, 50, 3), dtype=np.uint16)
+    c = load_color(_png(bgr16))
+    assert c.dtype == np.uint8 and c.shape == (30, 50, 3)
+    np.testing.assert_array_equal(c, (bgr16 // 256).astype(np.uint8))
+    assert load_gray(_png(bgr16)).dtype == np.uint8
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    bgr = _bgr(40, 60)  # 60 wide, 40 high, white block at the top-left
+    pil = Image.fromarray(bgr[:, :, ::-1].copy())
+    exif = pil.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buf = io.BytesIO()
+    pil.save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    p = tmp_path / "rotated.jpg"
+    p.write_bytes(buf.getvalue())
+
+    for src in (p, buf.getvalue()):
+        g = load_gray(src)
+        assert g.shape == (60, 40)  # width and height swapped
+        # Clockwise: the original top-left 10x20 block (rows x cols) ends up top-right, 20x10.
+        assert g[:20, -10:].mean() > 240
+        assert g[:20, :10].mean() < 200
+        c = load_color(src)
+        assert c.shape == (60, 40, 3)
+
+
+# --- bad inputs -------------------------------------------------------------------------------
+
+def test_empty_bytes():
+    for data in (b"", bytearray(), memoryview(b"")):
+        with pytest.raises(ImageError) as e:
+            load_gray(data)
+        assert "empty" in _one_line(e)
+    with pytest.raises(ImageError) as e:
+        load_color(b"")
+    _one_line(e)
+
+
+def test_garbage_bytes():
+    with pytest.raises(ImageError) as e:
+        load_gray(b"this is not an image at all", name="upload.jpg")
+    assert "upload.jpg" in _one_line(e)
+
+
+def test_zero_byte_file(tmp_path):
+    p = tmp_path / "empty.jpg"
+    p.write_bytes(b"")
+    for load in (load_gray, load_color):
+        with pytest.raises(ImageError) as e:
+            load(p)
+        msg = _one_line(e)
+        assert str(p) in msg and "empty" in msg
+
+
+def test_text_file_named_jpg(tmp_path):
+    p = tmp_path / "notes.jpg"
+    p.write_text("hello, I am a text file\nwith two lines\n")
+    with pytest.raises(ImageError) as e:
+        load_gray(p)
+    msg = _one_line(e)
+    assert str(p) in msg and "not a readable image" in msg
+    with pytest.raises(ImageError) as e:
+        load_color(p)
+    assert "not a readable image" in _one_line(e)
+
+
+def test_truncated_jpeg(tmp_path):
+    # With the bundled OpenCV (5.x, libjpeg-turbo), cv2.imdecode returns None for a JPEG cut in
+    # half, so it must become an ImageError. (Some builds decode the intact part and return a
+    # partial image; then a full-size uint8 image is the only acceptable alternative.)
+    rng = np.random.default_rng(2)
+    ok, enc = cv2.imencode(".jpg", rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))
+    assert ok
+    data = enc.tobytes()[: len(enc) // 2]
+    p = tmp_path / "cut.jpg"
+    p.write_bytes(data)
+    partial = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    for src in (p, data):
+        if partial is None:
+            with pytest.raises(ImageError) as e:
+                load_gray(src)
+            _one_line(e)
+        else:  # pragma: no cover - depends on the OpenCV build
+            g = load_gray(src)
+            assert g.shape == (200, 300) and g.dtype == np.uint8
+
+
+def test_directory(tmp_path):
+    for load in (load_gray, load_color):
+        with pytest.raises(ImageError) as e:
+            load(tmp_path)
+        msg = _one_line(e)
+        assert str(tmp_path) in msg and "directory" in msg
+
+
+def test_missing_path(tmp_path):
+    p = tmp_path / "nope" / "missing.png"
+    for load in (load_gray, load_color):
+        for src in (p, str(p)):
+            with pytest.raises(ImageError) as e:
+                load(src)
+            msg = _one_line(e)
+            assert str(p) in msg and "no such file" in msg
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int32, np.int8, bool])
+def test_unsupported_dtype(dtype):
+    arr = np.zeros((20, 30), dtype=dtype)
+    for load in (load_gray, load_color):
+        with pytest.raises(ImageError) as e:
+            load(arr)
+        msg = _one_line(e)
+        assert "unsupported pixel type" in msg and np.dtype(dtype).name in msg
+    with pytest.raises(ImageError):
+        load_gray(np.zeros((20, 30, 3), dtype=dtype))
+
+
+@pytest.mark.parametrize("shape", [(20, 30, 2), (20, 30, 5), (20,), (2, 20, 30, 3)])
+def test_unsupported_shape_gray(shape):
+    with pytest.raises(ImageError) as e:
+        load_gray(np.zeros(shape, np.uint8))
+    assert "shape" in _one_line(e)
+
+
+def test_empty_array():
+    for shape in [(0, 30), (20, 0), (0, 0, 3)]:
+        with pytest.raises(ImageError) as e:
+            load_gray(np.zeros(shape, np.uint8))
+        _one_line(e)
+
+
+def test_unsupported_object_gray():
+    for obj in (12, None, [[1, 2], [3, 4]]):
+        with pytest.raises(ImageError) as e:
+            load_gray(obj)
+        _one_line(e)
+
+
+# --- load_color checks its input like load_gray ------------------------------------------------
+
+def test_load_color_single_channel_array():
+    gray = _bgr()[:, :, 0].copy()
+    assert load_color(gray[:, :, None]).shape == (40, 60, 3)
+
+
+def test_load_color_wrong_shape():
+    with pytest.raises(ImageError):
+        load_color(np.zeros((20, 30, 2), np.uint8))
+
+
+def test_load_color_unsupported_object():
+    with pytest.raises(ImageError):
+        load_color(12)
+
+
+def test_load_color_decode_error_names_the_whole_path(tmp_path):
+    p = tmp_path / "a-rather-long-directory-name" / "notes.jpg"
+    p.parent.mkdir()
+    p.write_text("not an image")
+    with pytest.raises(ImageError) as e:
+        load_color(p)
+    assert str(p) in _one_line(e)
