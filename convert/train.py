@@ -52,6 +52,22 @@ def batch_stream(a: D.Arrays, batch: int, weights: np.ndarray, aug: D.Augment | 
             yield x, a.target[idx], weights[idx]
 
 
+def prefetch(gen, depth: int = 3):
+    """Run a batch generator in a background thread, so augmentation overlaps the training step."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+
+    def work() -> None:
+        for item in gen:
+            q.put(item)
+
+    threading.Thread(target=work, daemon=True).start()
+    while True:
+        yield q.get()
+
+
 def class_weights(target: np.ndarray, how: str) -> np.ndarray:
     freq = target.sum(0) / target.sum()
     if how == "none":
@@ -121,7 +137,7 @@ def train_main(a: argparse.Namespace) -> None:
     val_y = np.eye(len(LABELS), dtype=np.float32)[val_arr.label]
     t0 = time.time()
     # The last epoch is kept (no checkpoint picking on validation data, so validation stays unseen).
-    hist = model.fit(batch_stream(tr, a.batch, sample_w, aug, a.seed), steps_per_epoch=per_epoch,
+    hist = model.fit(prefetch(batch_stream(tr, a.batch, sample_w, aug, a.seed)), steps_per_epoch=per_epoch,
                      epochs=a.epochs, validation_data=(val_x, val_y), verbose=2)
     model.save(out / "model.keras")
     metrics = {

@@ -24,6 +24,7 @@ LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark mo
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
 WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
+MinScoreOpt = typer.Option(0.1, "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")
 
 
 def fail(msg: str, code: int = EXIT_SETUP) -> None:
@@ -32,12 +33,13 @@ def fail(msg: str, code: int = EXIT_SETUP) -> None:
 
 
 def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
-                    width: int = 512):
+                    width: int = 512, min_score: float = 0.1):
     from .recognizer import Recognizer, RecognizerOptions
 
     try:
         return Recognizer(RecognizerOptions(model=model, landmarks=landmarks, upsample=upsample,
-                                            num_threads=threads, width=width))
+                                            num_threads=threads, width=width,
+                                            min_score=min_score))
     except DferError as e:
         fail(str(e))
 
@@ -77,6 +79,7 @@ def predict(
     upsample: int = UpsampleOpt,
     threads: Optional[int] = ThreadsOpt,
     width: int = WidthOpt,
+    min_score: float = MinScoreOpt,
 ) -> None:
     """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
     import cv2
@@ -90,7 +93,7 @@ def predict(
     files = expand(paths)
     if not files:
         fail("no images found in the given paths")
-    rec = make_recognizer(model, landmarks, upsample, threads, width)
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score)
     if annotate:
         try:
             annotate.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ import importlib
 import importlib.metadata
 import importlib.resources
 import json
+import contextlib
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,28 @@ INTERPRETERS = {
     "litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
 }
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Silence C++ writes to fd 2 (the interpreter's "Created TensorFlow Lite XNNPACK delegate" INFO
+    line on first invoke), so a CLI's stderr carries only our own messages. DFER_VERBOSE=1 keeps them."""
+    if os.environ.get("DFER_VERBOSE"):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def default_model_path() -> Path:
@@ -147,6 +171,9 @@ class ExpressionModel:
             raise ModelError(f"model {self.path}: labels {labels} must be a permutation of {LABELS}")
         # Preallocated float views reused every call.
         self._buf = {n: np.zeros(details[n]["shape"], dtype=np.float32) for n in INPUT_NAMES}
+        # One warm-up call: the first invoke builds the delegate (slow, and chatty on stderr).
+        with _quiet_stderr():
+            self._runner(**{n: self._quantise(n, b) for n, b in self._buf.items()})
 
     @property
     def labels(self) -> tuple[str, ...]:
