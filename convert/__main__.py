@@ -37,6 +37,12 @@ def _parity(a: argparse.Namespace) -> None:
     parity_main(a)
 
 
+def _kdef_split(a: argparse.Namespace) -> None:
+    from .splits import kdef_split
+
+    print(json.dumps(kdef_split(a.kdef, a.out)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -70,6 +76,12 @@ def main(argv: list[str] | None = None) -> None:
 
     add_parity_args(q)
     q.set_defaults(func=_parity)
+
+    k = sub.add_parser("kdef-split", help="symlink trees <out>/heldout and <out>/train of KDEF by subject "
+                                          "(convert/kdef_split.json), for `dfer-edge evaluate`")
+    k.add_argument("kdef", help="KDEF folder with index.csv (e.g. ../shared/data/kdef)")
+    k.add_argument("--out", required=True)
+    k.set_defaults(func=_kdef_split)
 
     a = p.parse_args(argv)
     a.func(a)

@@ -49,7 +49,7 @@ def parity(keras_model: str, tflites: list[str], data: list[str], heldout_only: 
            limit: int = 0) -> dict:
     import keras
 
-    from .train import heldout_subjects
+    from .splits import heldout_subjects
 
     parts = []
     for p in data:

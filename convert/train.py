@@ -13,13 +13,7 @@ import numpy as np
 from dfer_edge.labels import LABELS
 
 from . import data as D
-
-SPLIT_FILE = Path(__file__).with_name("kdef_split.json")
-
-
-def heldout_subjects() -> set[str]:
-    return set(json.loads(SPLIT_FILE.read_text())["heldout"])
-
+from .splits import heldout_subjects
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train", action="append", default=[], help="training .npz (repeatable)")
@@ -107,8 +101,7 @@ def evaluate(model, a: D.Arrays) -> dict:
 def train_main(a: argparse.Namespace) -> None:
     import keras
 
-    from .model import build_model
-
+    
     keras.utils.set_random_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

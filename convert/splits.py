@@ -1,0 +1,36 @@
+"""Subject splits as image-folder trees of symlinks, so the runtime's `evaluate` can score them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+from dfer_edge.labels import canonical_label
+
+SPLIT_FILE = Path(__file__).with_name("kdef_split.json")
+
+
+def heldout_subjects() -> set[str]:
+    return set(json.loads(SPLIT_FILE.read_text())["heldout"])
+
+
+def kdef_split(kdef: str | Path, out: str | Path) -> dict[str, int]:
+    """<out>/heldout/<label>/... and <out>/train/<label>/... linking to the KDEF images."""
+    kdef, out = Path(kdef).resolve(), Path(out)
+    held = heldout_subjects()
+    counts = {"heldout": 0, "train": 0}
+    with (kdef / "index.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            lab = canonical_label(row["label"])
+            if lab is None:
+                continue
+            side = "heldout" if row["subject"] in held else "train"
+            dest = out / side / lab / Path(row["path"]).name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.is_symlink() or dest.exists():
+                dest.unlink()
+            os.symlink(kdef / row["path"], dest)
+            counts[side] += 1
+    return counts

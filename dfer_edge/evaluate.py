@@ -1,0 +1,126 @@
+"""Scoring the model exactly as users run it, on an image-folder tree <label>/<file>."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .errors import DferError
+from .inputs import walk_images
+from .labels import LABELS, canonical_label
+
+
+@dataclass
+class Dataset:
+    items: list[tuple[Path, int]]  # (image, label index)
+    skipped: list[str] = field(default_factory=list)  # human-readable warnings
+
+
+def scan(root: str | Path) -> Dataset:
+    """The labelled images under `root`; loose files and unknown folders are skipped with a warning."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DferError(f"{root}: not a directory (expected an image-folder tree <label>/<file>)")
+    items, skipped = [], []
+    loose = [p.name for p in sorted(root.iterdir()) if p.is_file()]
+    if loose:
+        skipped.append(f"skipping {len(loose)} file(s) beside the label folders ({', '.join(loose[:3])}"
+                       f"{', ...' if len(loose) > 3 else ''})")
+    for d in sorted(p for p in root.iterdir() if p.is_dir()):
+        lab = canonical_label(d.name)
+        if lab is None:
+            skipped.append(f"skipping folder {d.name}/ (not one of the seven expressions)")
+            continue
+        items.extend((f, LABELS.index(lab)) for f in walk_images(d))
+    if not items:
+        raise DferError(f"{root}: no labelled images found (expected folders named like {', '.join(LABELS)})")
+    return Dataset(items, skipped)
+
+
+def ferplus_majority(votes_csv: str | Path) -> dict[str, int]:
+    """File name -> index of the FER+ majority label (files whose votes are all for other classes are left out)."""
+    out = {}
+    try:
+        with open(votes_csv, newline="") as fh:
+            for row in csv.DictReader(fh):
+                v = np.array([float(row[lab]) for lab in LABELS])
+                if v.sum() > 0:
+                    out[row["file"]] = int(v.argmax())
+    except (OSError, KeyError, ValueError) as e:
+        raise DferError(f"{votes_csv}: not a readable FER+ vote file ({e})") from None
+    return out
+
+
+def metrics(true: np.ndarray, pred: np.ndarray) -> dict:
+    """Accuracy, macro-F1, per-class recall and the confusion matrix. pred == -1 means no face found:
+    it counts as wrong and is left out of the confusion matrix (reported per class as no_face)."""
+    k = len(LABELS)
+    n = len(true)
+    conf = np.zeros((k, k), dtype=int)
+    found = pred >= 0
+    np.add.at(conf, (true[found], pred[found]), 1)
+    per_class, f1s = {}, []
+    for c in range(k):
+        n_c = int((true == c).sum())
+        tp = conf[c, c]
+        recall = tp / n_c if n_c else None
+        predicted = conf[:, c].sum()
+        precision = tp / predicted if predicted else 0.0
+        if n_c:
+            f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+        per_class[LABELS[c]] = {"recall": None if recall is None else round(float(recall), 4), "n": n_c,
+                                "no_face": int(((true == c) & ~found).sum())}
+    return {
+        "n": int(n),
+        "accuracy": round(float((pred == true).mean()) if n else 0.0, 4),
+        "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
+        "detection_rate": round(float(found.mean()) if n else 0.0, 4),
+        "per_class": per_class,
+        "confusion": conf.tolist(),
+        "labels": list(LABELS),
+    }
+
+
+def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
+        on_error: Callable[[str], None] = lambda msg: None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+    """Predict every item -> (true labels, predicted labels or -1, paths). Unreadable files are reported
+    through `on_error` and left out (they are not the model's fault)."""
+    true, pred, paths = [], [], []
+    for path, label in items:
+        try:
+            if crops:
+                face = recognizer.predict_crop(path)
+            else:
+                face = recognizer.predict_largest(path)
+        except DferError as e:
+            on_error(str(e) if str(path) in str(e) else f"{path}: {e}")
+            continue
+        true.append(label)
+        pred.append(LABELS.index(face.label) if face is not None else -1)
+        paths.append(path)
+    return np.array(true, dtype=int), np.array(pred, dtype=int), paths
+
+
+def report(m: dict) -> str:
+    """The human-readable summary printed by `dfer-edge evaluate`."""
+    lines = [f"images {m['n']}   accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.4f}   "
+             f"detection rate {100 * m['detection_rate']:.2f}%"]
+    if "ferplus" in m:
+        fp = m["ferplus"]
+        lines.append(f"against FER+ majority labels: accuracy {100 * fp['accuracy']:.2f}% on {fp['n']} images")
+    lines.append("")
+    lines.append(f"{'class':<10} {'n':>6} {'recall':>7} {'no face':>8}")
+    for lab, pc in m["per_class"].items():
+        r = "-" if pc["recall"] is None else f"{100 * pc['recall']:.1f}%"
+        lines.append(f"{lab:<10} {pc['n']:>6} {r:>7} {pc['no_face']:>8}")
+    lines.append("")
+    short = [lab[:5] for lab in LABELS]
+    lines.append("confusion (rows: true, columns: predicted)")
+    lines.append(f"{'':<10}" + "".join(f"{s:>7}" for s in short))
+    for lab, row in zip(LABELS, m["confusion"]):
+        lines.append(f"{lab:<10}" + "".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)
