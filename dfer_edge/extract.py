@@ -49,7 +49,7 @@ def face_inputs(image: np.ndarray, landmarks: np.ndarray, size: int = 96, mode: 
 # (dlib's boxes sit tighter and lower). So: pad, upscale, try HOG; if it finds nothing, use a box
 # calibrated to where HOG puts faces on these crops (medians measured on 400 FER2013 train images,
 # HOG found 81% of them).
-READY_PAD = 8  # px of constant (black) padding on the original crop
+READY_PAD = 8  # px of padding around the original crop
 READY_SIZE = 256  # padded crop is upscaled to this square
 READY_FALLBACK = (0.016, 0.115, 0.948, 0.964)  # (x1, y1, x2, y2) as fractions of the unpadded crop
 
@@ -74,12 +74,18 @@ def ready_crop(gray: np.ndarray, detector: FaceDetector) -> ReadyCrop:
     side = max(h, w)
     left, top = READY_PAD + (side - w) // 2, READY_PAD + (side - h) // 2
     right, bottom = side + 2 * READY_PAD - w - left, side + 2 * READY_PAD - h - top
-    padded = cv2.copyMakeBorder(gray, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
-    s = READY_SIZE / padded.shape[1]
+    s = READY_SIZE / (side + 2 * READY_PAD)
     interp = cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA
-    work = cv2.equalizeHist(cv2.resize(padded, (READY_SIZE, READY_SIZE), interpolation=interp))
+
+    def upscaled(border: int) -> np.ndarray:
+        padded = cv2.copyMakeBorder(gray, top, bottom, left, right, border, value=0)
+        return cv2.equalizeHist(cv2.resize(padded, (READY_SIZE, READY_SIZE), interpolation=interp))
+
+    # HOG finds more faces on a black-padded copy (81% vs 73% with replicated edges), but crops cut
+    # from it show black bands that full photos never have; so landmarks and crops use edge replication.
+    work = upscaled(cv2.BORDER_REPLICATE)
     offset = (-float(left), -float(top))
-    rects = detector(work)
+    rects = detector(upscaled(cv2.BORDER_CONSTANT))
     if rects:
         return ReadyCrop(work, rects[0], True, s, offset)
     fx1, fy1, fx2, fy2 = READY_FALLBACK

@@ -143,11 +143,13 @@ def test_ready_crop_inputs_on_fer2013(detector, landmark_model):
             assert crop.shape == (96, 96) and crop.dtype == np.uint8
             assert np.ptp(crop) > 0
         assert np.all(np.isfinite(fi.features)) and np.all(fi.features < 3)
+        # FER2013 crops often cut off the jaw and brow ends (the face overflows the crop), so only the
+        # inner face — nose, eyes and mouth (27-67), which the crops are cut from — must lie inside.
         orig = rc.to_original(fi.landmarks)
-        inside = np.all((orig >= -6) & (orig <= 54), axis=1)
-        assert inside.mean() >= 0.85, f
+        inside = np.all((orig[27:] >= -6) & (orig[27:] <= 54), axis=1)
+        assert inside.mean() >= 0.9, f
         inside_all.append(inside.mean())
-    assert np.mean(inside_all) >= 0.95
+    assert np.mean(inside_all) >= 0.97
 
 
 def test_ready_crop_geometry(detector):
