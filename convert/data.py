@@ -10,17 +10,6 @@ import numpy as np
 from dfer_edge import geometry
 from dfer_edge.labels import LABELS
 
-# dlib-68 index of each point's mirror image (left <-> right of the face).
-MIRROR = np.array(
-    list(range(16, -1, -1))  # jaw
-    + list(range(26, 21, -1)) + list(range(21, 16, -1))  # brows swap
-    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]  # nose
-    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]  # eyes swap
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
-    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
-)
-assert sorted(MIRROR.tolist()) == list(range(68))
-
 LABEL_MODES = ("original", "ferplus-majority", "ferplus-soft")
 
 
@@ -137,7 +126,7 @@ def augmented_batch(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
         re[f], le[f] = re_f, le_f
         mo = mo.copy()
         mo[f] = mo[f][:, :, ::-1]
-        lm[f] = lm[f][:, MIRROR] * np.array([-1.0, 1.0])
+        lm[f] = geometry.mirror(lm[f])
     if aug.rotate_deg or aug.scale or aug.shift:
         re, le, mo = (_warp_batch(x, rng, aug) for x in (re, le, mo))
     if aug.landmark_jitter:

@@ -25,6 +25,7 @@ LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark mo
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
 WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
+FlipOpt = typer.Option(False, "--flip-average", help="also score the mirrored face and average (2 inferences per face)")
 MinScoreOpt = typer.Option(0.1, "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")
 
 
@@ -34,13 +35,13 @@ def fail(msg: str, code: int = EXIT_SETUP) -> None:
 
 
 def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
-                    width: int = 512, min_score: float = 0.1):
+                    width: int = 512, min_score: float = 0.1, flip_average: bool = False):
     from .recognizer import Recognizer, RecognizerOptions
 
     try:
         return Recognizer(RecognizerOptions(model=model, landmarks=landmarks, upsample=upsample,
                                             num_threads=threads, width=width,
-                                            min_score=min_score))
+                                            min_score=min_score, flip_average=flip_average))
     except DferError as e:
         fail(str(e))
 
@@ -81,6 +82,7 @@ def predict(
     threads: Optional[int] = ThreadsOpt,
     width: int = WidthOpt,
     min_score: float = MinScoreOpt,
+    flip_average: bool = FlipOpt,
 ) -> None:
     """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
     import cv2
@@ -94,7 +96,7 @@ def predict(
     files = expand(paths)
     if not files:
         fail("no images found in the given paths")
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score)
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average)
     if annotate:
         try:
             annotate.mkdir(parents=True, exist_ok=True)
@@ -142,6 +144,7 @@ def evaluate(
     threads: Optional[int] = ThreadsOpt,
     width: int = WidthOpt,
     min_score: float = MinScoreOpt,
+    flip_average: bool = FlipOpt,
 ) -> None:
     """Accuracy, macro-F1, per-class recall and confusion of the model on labelled images.
 
@@ -155,7 +158,7 @@ def evaluate(
         fail(str(e))
     for w in ds.skipped:
         typer.echo(f"warning: {w}", err=True)
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score)
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average)
     errors: list[str] = []
     with typer.progressbar(ds.items, label="evaluating", file=sys.stderr) as items:
         true, pred, paths = ev.run(rec, items, crops, errors.append)
@@ -219,6 +222,60 @@ def info(
     for p in problems:
         typer.echo(f"error: {p}", err=True)
     raise typer.Exit(EXIT_SETUP if problems else 0)
+
+
+@app.command()
+def bench(
+    paths: Optional[list[str]] = typer.Argument(None, help="images (default: the repository's samples/astronaut.jpg)"),
+    iterations: int = typer.Option(30, "--iterations", "-n", min=1, help="timed passes over the images"),
+    warmup: int = typer.Option(3, "--warmup", min=0, help="untimed passes first"),
+    model: Optional[list[str]] = typer.Option(
+        None, "--model", help="model .tflite paths or variant names (int8, float16, float32, dynamic: "
+        "models/dfer-NAME.tflite); repeat or comma-separate (default: the shipped model)"),
+    interpreter: str = typer.Option("auto", "--interpreter", help="comma list of auto, litert, tflite-runtime"),
+    threads: Optional[str] = typer.Option(None, "--threads", help="comma list, e.g. 1,2,4 (default: the interpreter's choice)"),
+    width: str = typer.Option("512", "--width", help="comma list of working-image widths, e.g. 320,512"),
+    upsample: str = typer.Option("0", "--upsample", help="comma list of HOG upsampling levels, e.g. 0,1"),
+    min_score: float = MinScoreOpt,
+    landmarks: Optional[Path] = LandmarksOpt,
+    json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON to this file"),
+    cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start",
+                                    help="measure process start to first result in a fresh process"),
+) -> None:
+    """Time every pipeline stage, end to end, cold start and memory; one run per option combination.
+
+    Comma lists (--threads, --width, --upsample, --model, --interpreter) form a matrix."""
+    from . import bench as b
+    from .inputs import expand
+    from .landmarks import find_landmark_model
+
+    if json_path is not None and not json_path.parent.is_dir():
+        fail(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+    try:
+        files = expand(paths) if paths else b.default_images()
+        models, warn_m = b.resolve_models(model)
+        interps, warn_i = b.resolve_interpreters(interpreter)
+        configs = b.matrix(models, interps, b.parse_int_list(threads, "--threads", 1) if threads else [None],
+                           b.parse_int_list(width, "--width", 64), b.parse_int_list(upsample, "--upsample", 0, 3),
+                           min_score, landmarks)
+        for w in warn_m + warn_i:
+            typer.echo(f"warning: {w}", err=True)
+        images = b.read_images(files)
+        find_landmark_model(landmarks)  # fail before the progress bar starts
+        runs = []
+        with typer.progressbar(length=len(configs) * (warmup + iterations), label="benchmarking",
+                               file=sys.stderr) as bar:
+            for c in configs:
+                runs.append(b.run_one(c, images, iterations, warmup, cold_start, files, bar.update))
+        report = {"runs": runs, "machine": b.machine_info()}
+    except DferError as e:
+        fail(str(e))
+    typer.echo(b.format_table(report))
+    if json_path:
+        try:
+            json_path.write_text(json.dumps(report, indent=1) + "\n")
+        except OSError as e:
+            fail(f"cannot write {json_path}: {e.strerror or e}")
 
 
 def main() -> None:

@@ -44,6 +44,15 @@ def face_inputs(image: np.ndarray, landmarks: np.ndarray, size: int = 96, mode: 
     return FaceInputs(c["right_eye"], c["left_eye"], c["mouth"], features_for(lev, mode), landmarks)
 
 
+def mirrored(face: FaceInputs, mode: str = "iod") -> FaceInputs:
+    """The same face seen in a mirror: eye crops swapped and flipped, mouth flipped, features from the
+    mirrored landmarks. Training flips faces this way; averaging both views at run time smooths out
+    left/right asymmetries of crops and landmarks."""
+    lm = geometry.mirror(face.landmarks)
+    return FaceInputs(face.left_eye[:, ::-1], face.right_eye[:, ::-1], face.mouth[:, ::-1],
+                      features_for(geometry.level(lm), mode), lm)
+
+
 # --- Ready face crops ("the whole image is the face") -------------------------------------------
 # FER2013-style 48x48 crops are too small for HOG and the whole image is a poor landmark box
 # (dlib's boxes sit tighter and lower). So: pad, upscale, try HOG; if it finds nothing, use a box

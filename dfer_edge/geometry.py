@@ -18,6 +18,16 @@ RIGHT_BROW = slice(17, 22)
 LEFT_BROW = slice(22, 27)
 MOUTH = slice(48, 68)
 
+# dlib-68 index of each point's mirror image (the face's left <-> right).
+MIRROR = np.array(
+    list(range(16, -1, -1))  # jaw
+    + list(range(26, 21, -1)) + list(range(21, 16, -1))  # brows swap
+    + [27, 28, 29, 30] + [35, 34, 33, 32, 31]  # nose
+    + [45, 44, 43, 42, 47, 46] + [39, 38, 37, 36, 41, 40]  # eyes swap
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]  # outer lips
+    + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
+)
+
 # The seed's 13 distances: 11 landmark pairs, then two midpoint distances.
 FEATURE_PAIRS: tuple[tuple[int, int], ...] = (
     (21, 22), (21, 31), (22, 35), (19, 41), (24, 46), (37, 41),
@@ -106,6 +116,11 @@ def distances(points: np.ndarray) -> np.ndarray:
 def normalised_features(lev: Levelled) -> np.ndarray:
     """13 distances on the levelled landmarks divided by the inter-ocular distance: scale-free."""
     return (distances(lev.points) / lev.iod).astype(np.float32)
+
+
+def mirror(points: np.ndarray) -> np.ndarray:
+    """The landmarks of the horizontally mirrored face (x negated, left and right points swapped)."""
+    return np.asarray(points, dtype=np.float64)[..., MIRROR, :] * np.array([-1.0, 1.0])
 
 
 def grow_box(box: tuple[float, float, float, float], margin: float) -> tuple[float, float, float, float]:

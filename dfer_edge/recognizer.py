@@ -11,7 +11,7 @@ import numpy as np
 
 from . import geometry
 from .detect import DEFAULT_WIDTH, FaceDetector, rect_to_box, working_image
-from .extract import face_inputs, ready_crop_inputs
+from .extract import face_inputs, mirrored, ready_crop_inputs
 from .image import ImageInput, load_gray
 from .labels import LABELS
 from .landmarks import LandmarkModel
@@ -63,6 +63,7 @@ class RecognizerOptions:
     min_score: float = 0.1  # HOG threshold (dlib default 0): 0.1 drops badge-like false faces, costs ~0.3% of KDEF faces
     num_threads: int | None = None  # interpreter threads; None lets the interpreter decide
     interpreter: str = "auto"  # auto | litert | tflite-runtime
+    flip_average: bool = False  # also score the mirrored face and average (2 inferences per face)
 
 
 class Recognizer:
@@ -97,6 +98,8 @@ class Recognizer:
 
     def _probabilities(self, inputs) -> dict[str, float]:
         p = self.model(inputs)
+        if self.options.flip_average:
+            p = (p + self.model(mirrored(inputs, self.model.info.feature_mode))) / 2.0
         return {lab: float(v) for lab, v in zip(LABELS, p)}
 
     def predict(self, image: ImageInput) -> list[Face]:
