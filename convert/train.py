@@ -101,7 +101,8 @@ def evaluate(model, a: D.Arrays) -> dict:
 def train_main(a: argparse.Namespace) -> None:
     import keras
 
-    
+    from .model import build_model
+
     keras.utils.set_random_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

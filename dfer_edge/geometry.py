@@ -34,6 +34,8 @@ FEATURE_PAIRS: tuple[tuple[int, int], ...] = (
     (44, 46), (51, 57), (36, 48), (45, 54), (48, 54),
 )
 N_FEATURES = 13
+_PAIR_A = np.array([a for a, _ in FEATURE_PAIRS])
+_PAIR_B = np.array([b for _, b in FEATURE_PAIRS])
 
 # Crop squares, in units of the inter-ocular distance (outer eye corners 36-45), centred on
 # the region in the levelled face. Chosen so that an eye crop holds the eye and its brow, and the
@@ -104,9 +106,7 @@ def crops(image: np.ndarray, lev: Levelled, size: int = 96) -> dict[str, np.ndar
 def distances(points: np.ndarray) -> np.ndarray:
     """The seed's 13 raw Euclidean distances, in the units of `points`."""
     p = np.asarray(points, dtype=np.float64)
-    a = np.array([i for i, _ in FEATURE_PAIRS])
-    b = np.array([j for _, j in FEATURE_PAIRS])
-    pair = np.hypot(*(p[a] - p[b]).T)
+    pair = np.hypot(*(p[_PAIR_A] - p[_PAIR_B]).T)
     mouth_mid = (p[48] + p[54]) / 2.0
     brow_mid = (p[21] + p[22]) / 2.0
     extra = [np.hypot(*(mouth_mid - p[51])), np.hypot(*(brow_mid - p[27]))]

@@ -79,8 +79,7 @@ class Recognizer:
         self.model = ExpressionModel(o.model, num_threads=o.num_threads, interpreter=o.interpreter)
         self.landmarks = LandmarkModel(o.landmarks)
         self.detector = FaceDetector(o.upsample, o.min_score)
-        # Ready crops are scanned without upsampling: the crop is already upscaled to 256 px.
-        self._crop_detector = FaceDetector(0)
+        self._crop_detector: FaceDetector | None = None  # built on first predict_crop (costs ~0.4 s)
 
     def __enter__(self) -> Recognizer:
         return self
@@ -125,6 +124,9 @@ class Recognizer:
         """An image that is already a face crop (e.g. FER2013's 48x48): the whole image is the face."""
         gray = load_gray(image)
         h, w = gray.shape
+        if self._crop_detector is None:
+            # Ready crops are scanned without upsampling: the crop is already upscaled to 256 px.
+            self._crop_detector = FaceDetector(0)
         inputs, rc = ready_crop_inputs(gray, self._crop_detector, self.landmarks,
                                        self.model.info.crop_size, self.model.info.feature_mode)
         return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self._probabilities(inputs))
