@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test clean-venv
+.PHONY: demo test clean-venv model parity evaluate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,31 @@ test: $(VENV)/.dev
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Reproduce the shipped model from ../shared/data (about an hour on 2 cores): extract, train, export,
+# parity, and the runtime's own evaluation on FER2013 val and the held-out KDEF subjects.
+DATA ?= ../shared/data
+CACHE ?= data-cache
+RUN ?= runs/shipped
+EPOCHS ?= 20
+model: $(VENV)/.dev
+	$(BIN)/python -m convert extract $(DATA)/fer2013/train --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_train.npz
+	$(BIN)/python -m convert extract $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_val.npz
+	$(BIN)/python -m convert extract $(DATA)/kdef --out $(CACHE)/kdef.npz
+	$(BIN)/python -m convert train --train $(CACHE)/fer_train.npz --train $(CACHE)/kdef.npz --repeat kdef=3 \
+	    --val $(CACHE)/fer_val.npz --epochs $(EPOCHS) --out $(RUN)
+	$(BIN)/python -m convert export $(RUN)/model.keras --out-dir models --rep $(CACHE)/fer_train.npz --rep $(CACHE)/kdef.npz \
+	    --note "trained on FER2013 train (original labels) + KDEF minus the subjects in convert/kdef_split.json"
+	$(MAKE) parity evaluate
+
+parity: $(VENV)/.dev
+	$(BIN)/python -m convert parity $(RUN)/model.keras models/dfer-int8.tflite models/dfer-dynamic.tflite \
+	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/fer_val.npz --markdown models/parity-fer2013-val.md
+	$(BIN)/python -m convert parity $(RUN)/model.keras models/dfer-int8.tflite models/dfer-dynamic.tflite \
+	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/kdef.npz --heldout-only --markdown models/parity-kdef-heldout.md
+
+evaluate: $(VENV)/.runtime
+	mkdir -p $(CACHE)/eval
+	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --json $(CACHE)/eval/fer2013-val-int8.json
+	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(CACHE)/kdef-split
+	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --json $(CACHE)/eval/kdef-heldout-int8.json

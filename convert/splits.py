@@ -17,20 +17,24 @@ def heldout_subjects() -> set[str]:
 
 
 def kdef_split(kdef: str | Path, out: str | Path) -> dict[str, int]:
-    """<out>/heldout/<label>/... and <out>/train/<label>/... linking to the KDEF images."""
+    """<out>/heldout/<label>/... and <out>/train/<label>/... linking to the KDEF images, plus
+    <out>/heldout-straight and <out>/heldout-half-profile for the held-out subjects by view."""
     kdef, out = Path(kdef).resolve(), Path(out)
     held = heldout_subjects()
-    counts = {"heldout": 0, "train": 0}
+    counts = {"heldout": 0, "train": 0, "heldout-straight": 0, "heldout-half-profile": 0}
     with (kdef / "index.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
             lab = canonical_label(row["label"])
             if lab is None:
                 continue
-            side = "heldout" if row["subject"] in held else "train"
-            dest = out / side / lab / Path(row["path"]).name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.is_symlink() or dest.exists():
-                dest.unlink()
-            os.symlink(kdef / row["path"], dest)
-            counts[side] += 1
+            sides = ["heldout" if row["subject"] in held else "train"]
+            if sides[0] == "heldout":
+                sides.append("heldout-straight" if row.get("angle") == "S" else "heldout-half-profile")
+            for side in sides:
+                dest = out / side / lab / Path(row["path"]).name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                if dest.is_symlink() or dest.exists():
+                    dest.unlink()
+                os.symlink(kdef / row["path"], dest)
+                counts[side] += 1
     return counts
