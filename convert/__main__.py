@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     add_train_args(t)
     t.set_defaults(func=_train)
 
-    x = sub.add_parser("export", help="Keras model -> float32/float16/dynamic/int8 TFLite + metadata")
+    x = sub.add_parser("export", help="Keras model (.keras or legacy .h5) -> float32/float16/dynamic/int8 "
+                                           "TFLite + metadata")
     from .export import add_export_args
 
     add_export_args(x)

@@ -3,6 +3,9 @@
 Path: `model.export(savedmodel_dir)` then `TFLiteConverter.from_saved_model` — the route that works
 for every variant (from_concrete_functions silently produced NaN models). Default ops only, so both
 ai-edge-litert and tflite-runtime load the result.
+
+Models trained elsewhere (the original DeepFER's Keras 2 .h5, or any .keras with other input names) are
+loaded and renamed by convert/legacy.py; their feature convention and label order go into the metadata.
 """
 
 from __future__ import annotations
@@ -12,39 +15,67 @@ import datetime as dt
 import json
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
+from dfer_edge.extract import FEATURE_MODES
 from dfer_edge.labels import LABELS
 
 from . import data as D
+from .legacy import (INPUT_NAMES, LOADERS, LoadedModel, fail, inputs_from_landmarks, load, parse_input_map,
+                     parse_labels, real_inputs)
 
 VARIANTS = ("float32", "float16", "dynamic", "int8")
 
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="trained Keras model (.keras)")
+    p.add_argument("model", help="trained Keras model: .keras, or a Keras 2 legacy .h5 (e.g. the original "
+                                 "DeepFER's dfer_model.h5)")
     p.add_argument("--out-dir", default="models", help="where to write NAME-VARIANT.tflite/.json")
     p.add_argument("--name", default="dfer")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     p.add_argument("--rep", action="append", default=[],
-                   help="extracted .npz for int8 calibration (repeatable; real faces)")
+                   help="real faces for int8 calibration: an extracted .npz or an image folder (repeatable)")
     p.add_argument("--rep-count", type=int, default=400)
-    p.add_argument("--features", default="iod", choices=("iod", "seed-pixels"),
-                   help="feature convention the model was trained with (written into metadata)")
+    p.add_argument("--features", default="auto", choices=("auto",) + FEATURE_MODES,
+                   help="feature convention the model was trained with, written into the metadata: iod (this "
+                        "project's, distances / inter-ocular distance) or seed-pixels (the original DeepFER's raw "
+                        "pixel distances); auto: iod for inputs named right_eye/left_eye/mouth/features, else required")
+    p.add_argument("--inputs", default="",
+                   help="which model input is which, e.g. input_1=right_eye,input_2=left_eye,input_3=mouth,"
+                        "input_4=features (default: recognised by name, also the seed's "
+                        "Right_Eye/Left_Eye/Lips/Features)")
+    p.add_argument("--labels", default="",
+                   help=f"the model's output order, comma-separated (default: {','.join(LABELS)})")
+    p.add_argument("--loader", default="auto", choices=LOADERS,
+                   help="auto: Keras 3, and tf_keras where Keras 3 cannot load the file")
+    p.add_argument("--parity-data", action="append", default=[],
+                   help="after exporting, compare Keras and every variant on these real faces: an extracted .npz "
+                        "or an image folder such as ../shared/data/fer2013/val (repeatable)")
+    p.add_argument("--parity-limit", type=int, default=50, help="evenly spaced faces for --parity-data (0: all)")
     p.add_argument("--note", default="", help="free text stored in the metadata (e.g. training data)")
 
 
-def representative(paths: list[str], count: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """Real extracted inputs, one dict per sample keyed by input name (what the converter needs)."""
+def representative(paths: list[str], count: int, seed: int = 0, size: int | None = None,
+                   mode: str = "iod") -> list[dict[str, np.ndarray]]:
+    """Real extracted inputs, one dict per sample keyed by input name (what the converter needs), at the
+    model's crop size and feature convention. Paths: extracted .npz files or image folders."""
     if not paths:
-        raise SystemExit("error: int8 export needs --rep with at least one extracted .npz of real faces")
-    parts = [D.load(p) for p in paths]
-    a = D.Arrays.concat(parts)
-    idx = np.random.default_rng(seed).choice(len(a), size=min(count, len(a)), replace=False)
-    x = D.model_inputs(a.take(np.sort(idx)))
-    return [{k: v[i:i + 1] for k, v in x.items()} for i in range(len(idx))]
+        raise SystemExit("error: int8 export needs --rep with at least one extracted .npz or image folder "
+                         "of real faces")
+    if all(p.endswith(".npz") for p in paths):
+        parts = [D.load(p) for p in paths]
+        a = D.Arrays.concat(parts)
+        idx = np.random.default_rng(seed).choice(len(a), size=min(count, len(a)), replace=False)
+        a = a.take(np.sort(idx))
+        if size and a.mouth.shape[1] != size:
+            print(f"note: --rep crops are {a.mouth.shape[1]}px; resized to the model's {size}px")
+        x = inputs_from_landmarks(a.right_eye, a.left_eye, a.mouth, a.landmarks, size or a.mouth.shape[1], mode)
+    else:
+        x, _ = real_inputs(paths, size or 96, mode, count)
+    n = len(x["features"])
+    return [{k: v[i:i + 1] for k, v in x.items()} for i in range(n)]
 
 
 def convert_saved_model(saved: str, variant: str, rep: list[dict[str, np.ndarray]] | None) -> bytes:
@@ -73,15 +104,20 @@ def convert_saved_model(saved: str, variant: str, rep: list[dict[str, np.ndarray
 
 def export(model, out_dir: str | Path, name: str, variants: list[str], rep: list[dict] | None,
            features: str = "iod", labels: tuple[str, ...] = LABELS, note: str = "",
-           source: str = "") -> list[Path]:
-    """Export a loaded Keras model (inputs named right_eye/left_eye/mouth/features)."""
+           source: str = "", crop_size: int | None = None,
+           save: Callable[[str], None] | None = None, extra_meta: dict | None = None) -> list[Path]:
+    """Export a model with inputs named right_eye/left_eye/mouth/features: a Keras 3 model, or (with
+    `save`, a function writing the SavedModel to a folder, and `crop_size`) any model behind a SavedModel."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    size = int(model.get_layer("mouth").output.shape[1]) if "mouth" in [i.name for i in model.inputs] else None
+    size = crop_size
+    if size is None and model is not None and "mouth" in [i.name for i in model.inputs]:
+        size = int(model.get_layer("mouth").output.shape[1])
+    save = save or (lambda d: model.export(d, verbose=False))
     written = []
     with tempfile.TemporaryDirectory() as tmp:
         saved = str(Path(tmp) / "saved")
-        model.export(saved, verbose=False)
+        save(saved)
         for v in variants:
             blob = convert_saved_model(saved, v, rep if v == "int8" else None)
             path = out_dir / f"{name}-{v}.tflite"
@@ -97,6 +133,7 @@ def export(model, out_dir: str | Path, name: str, variants: list[str], rep: list
                 "source": source,
                 "note": note,
                 "exported": dt.date.today().isoformat(),
+                **(extra_meta or {}),
             }
             path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
             written.append(path)
@@ -104,10 +141,48 @@ def export(model, out_dir: str | Path, name: str, variants: list[str], rep: list
     return written
 
 
-def export_main(a: argparse.Namespace) -> None:
-    import keras
+def export_parity(loaded: LoadedModel, tflites: list[Path], data: list[str], limit: int, mode: str,
+                  labels: tuple[str, ...]) -> dict:
+    """Keras vs every exported variant on real faces (inputs at the model's crop size and feature
+    convention), probabilities in LABELS order on both sides; printed as parity.markdown's table."""
+    from .parity import compare, markdown, tflite_probs
 
-    model = keras.models.load_model(a.model)
+    x, y = real_inputs(data, loaded.spec.size, mode, limit)
+    order = [labels.index(lab) for lab in LABELS]
+    ref = loaded.predict(x)[:, order]
+    report = {"data": [Path(p).name for p in data], "n": int(len(y)), "labels": list(LABELS),
+              "keras_accuracy": float((ref.argmax(1) == y).mean()), "variants": {}}
+    for t in tflites:
+        report["variants"][Path(t).name] = {"size_kib": round(Path(t).stat().st_size / 1024, 1),
+                                            **compare(ref, tflite_probs(str(t), x), y)}
+    print(markdown(report))
+    return report
+
+
+def export_main(a: argparse.Namespace) -> None:
+    labels = parse_labels(a.labels)
+    loaded = load(a.model, parse_input_map(a.inputs), len(labels), a.loader)
+    spec = loaded.spec
+    features = a.features
+    if features == "auto":
+        if not spec.canonical:
+            raise fail(f"{Path(a.model).name} has inputs {spec.order}, not this project's; say which features it was "
+                       "trained with: --features seed-pixels (the original DeepFER's raw pixel distances) or "
+                       "--features iod (distances / inter-ocular distance)")
+        features = "iod"
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    rep = representative(a.rep, a.rep_count) if "int8" in variants else None
-    export(model, a.out_dir, a.name, variants, rep, a.features, note=a.note, source=Path(a.model).name)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise fail(f"unknown variant(s) {unknown}; expected some of {', '.join(VARIANTS)}")
+    print(f"{Path(a.model).name}: loaded with {loaded.loader}; inputs "
+          + ", ".join(f"{spec.source[c]}->{c}" for c in INPUT_NAMES)
+          + f"; crops {spec.size}x{spec.size}; features {features}; labels {','.join(labels)}")
+    for n in loaded.notes:
+        print(f"note: {n}")
+    rep = representative(a.rep, a.rep_count, size=spec.size, mode=features) if "int8" in variants else None
+    extra = {} if spec.canonical else {"source_inputs": {c: spec.source[c] for c in INPUT_NAMES}}
+    written = export(loaded.wrapped, a.out_dir, a.name, variants, rep, features, labels, note=a.note,
+                     source=Path(a.model).name, crop_size=spec.size, save=loaded.write_saved_model,
+                     extra_meta=extra)
+    if a.parity_data:
+        export_parity(loaded, written, a.parity_data, a.parity_limit, features, labels)
