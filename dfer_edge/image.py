@@ -17,6 +17,43 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 # because IMREAD_IGNORE_ORIENTATION is not set, so boxes come out in the orientation the user sees.
 _DECODE_GRAY = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
 _DECODE_COLOR = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+# libjpeg can decode straight to 1/2, 1/4 or 1/8 size, far cheaper than decoding a 12 MP photo and
+# shrinking it to 512 px afterwards.
+_REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+# Images claiming more pixels than this are refused before decoding (a forged header must not make us
+# allocate gigabytes). 150 MP leaves room for any camera photo; DFER_MAX_PIXELS changes it.
+MAX_PIXELS = int(os.environ.get("DFER_MAX_PIXELS", 150_000_000))
+
+
+def encoded_size(data: bytes | bytearray | memoryview) -> tuple[str, int, int] | None:
+    """(format, width, height) read from the header of a PNG, JPEG, GIF or BMP; None if unknown."""
+    b = bytes(data[:64 * 1024]) if len(data) > 64 * 1024 else bytes(data)
+    if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24 and b[12:16] == b"IHDR":
+        return "png", int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
+    if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
+        return "gif", int.from_bytes(b[6:8], "little"), int.from_bytes(b[8:10], "little")
+    if b[:2] == b"BM" and len(b) >= 26:
+        return "bmp", abs(int.from_bytes(b[18:22], "little", signed=True)), \
+            abs(int.from_bytes(b[22:26], "little", signed=True))
+    if b[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(b):
+            if b[i] != 0xFF:
+                return None
+            marker = b[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            seg = int.from_bytes(b[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return "jpeg", int.from_bytes(b[i + 7:i + 9], "big"), int.from_bytes(b[i + 5:i + 7], "big")
+            i += 2 + seg
+    return None
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
@@ -39,10 +76,20 @@ def read_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
+def check_size(data: bytes | bytearray | memoryview, name: str) -> tuple[str, int, int] | None:
+    """Refuse, before decoding, an image whose header claims too many pixels."""
+    size = encoded_size(data)
+    if size and size[1] * size[2] > MAX_PIXELS:
+        raise ImageError(f"{name}: {size[1]}x{size[2]} pixels is more than the {MAX_PIXELS:,} this reads "
+                         "(set DFER_MAX_PIXELS to raise the limit)")
+    return size
+
+
 def _decode(data: bytes | bytearray | memoryview, flags: int, name: str) -> np.ndarray:
     buf = np.frombuffer(data, dtype=np.uint8)
     if buf.size == 0:
         raise ImageError(f"{name}: empty input")
+    check_size(data, name)
     try:
         img = cv2.imdecode(buf, flags)
     except cv2.error:
@@ -91,6 +138,27 @@ def load_gray(image: ImageInput, name: str | None = None) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return array_to_gray(_decode(read_bytes(image), _DECODE_GRAY, name or str(image)))
     raise ImageError(f"cannot read an image from {type(image).__name__}")
+
+
+def load_gray_for_width(image: ImageInput, width: int | None, name: str | None = None) -> tuple[np.ndarray, float]:
+    """Like load_gray, but a large JPEG is decoded at 1/2, 1/4 or 1/8 size when that still leaves at
+    least `width` pixels across. Returns (gray, factor): original pixels per returned pixel."""
+    if isinstance(image, (str, os.PathLike)):
+        name, image = name or str(image), read_bytes(image)
+    if not width or not isinstance(image, (bytes, bytearray, memoryview)):
+        return load_gray(image, name), 1.0
+    size = check_size(image, name or "<bytes>")
+    if not size or size[0] != "jpeg":
+        return load_gray(image, name), 1.0
+    _, w, h = size
+    k = next((k for k in (8, 4, 2) if min(w, h) / k >= width), 1)
+    if k == 1:
+        return load_gray(image, name), 1.0
+    gray = array_to_gray(_decode(image, _REDUCED_GRAY[k], name or "<bytes>"))
+    gh, gw = gray.shape
+    # EXIF may have turned the picture: match the decoded width to the header's width or height.
+    orig_w = w if (gw >= gh) == (w >= h) else h
+    return gray, orig_w / gw
 
 
 def load_color(image: ImageInput, name: str | None = None) -> np.ndarray:

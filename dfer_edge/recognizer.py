@@ -12,7 +12,7 @@ import numpy as np
 from . import geometry
 from .detect import DEFAULT_WIDTH, FaceDetector, rect_to_box, working_image
 from .extract import face_inputs, mirrored, ready_crop_inputs
-from .image import ImageInput, load_gray
+from .image import ImageInput, load_gray, load_gray_for_width
 from .labels import LABELS
 from .landmarks import LandmarkModel
 from .model import ExpressionModel
@@ -103,16 +103,17 @@ class Recognizer:
 
     def predict(self, image: ImageInput) -> list[Face]:
         """Every face the detector finds, largest first. No face: an empty list."""
-        gray = load_gray(image)
-        h, w = gray.shape
+        gray, factor = load_gray_for_width(image, self.options.width)
+        h, w = round(gray.shape[0] * factor), round(gray.shape[1] * factor)
         work = working_image(gray, self.options.width)
+        to_original = factor / work.scale  # original pixels per working pixel
         faces = []
         for rect in self.detector(work.image):
             pts = self.landmarks(work.image, rect)
             inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode)
-            x1, y1, x2, y2 = (v / work.scale for v in geometry.grow_box(rect_to_box(rect), BOX_MARGIN))
+            x1, y1, x2, y2 = (v * to_original for v in geometry.grow_box(rect_to_box(rect), BOX_MARGIN))
             box = (max(0, int(round(x1))), max(0, int(round(y1))), min(w, int(round(x2))), min(h, int(round(y2))))
-            faces.append(Face(box, pts / work.scale, self._probabilities(inputs)))
+            faces.append(Face(box, pts * to_original, self._probabilities(inputs)))
         return faces
 
     def predict_largest(self, image: ImageInput) -> Face | None:

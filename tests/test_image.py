@@ -308,3 +308,49 @@ def test_load_color_decode_error_names_the_whole_path(tmp_path):
     with pytest.raises(ImageError) as e:
         load_color(p)
     assert str(p) in _one_line(e)
+
+
+# --- header checks and reduced JPEG decoding ------------------------------------------------------
+
+def _png_header(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\x00" * 64
+
+
+def test_encoded_size_reads_real_headers(tmp_path):
+    from dfer_edge.image import encoded_size
+
+    img = np.zeros((37, 53, 3), np.uint8)
+    for ext, fmt in ((".png", "png"), (".jpg", "jpeg"), (".bmp", "bmp")):
+        ok, enc = cv2.imencode(ext, img)
+        assert ok
+        assert encoded_size(enc.tobytes()) == (fmt, 53, 37)
+    assert encoded_size(b"hello world, not an image") is None
+
+
+def test_huge_png_header_is_refused_before_decoding():
+    from dfer_edge.image import MAX_PIXELS
+
+    data = _png_header(100_000, 100_000)
+    assert 100_000 * 100_000 > MAX_PIXELS
+    with pytest.raises(ImageError) as e:
+        load_gray(data)
+    msg = _one_line(e)
+    assert "100000x100000" in msg and "DFER_MAX_PIXELS" in msg
+
+
+def test_large_jpeg_is_decoded_reduced_with_the_right_factor():
+    from dfer_edge.image import load_gray_for_width
+
+    big = (np.indices((1800, 2400)).sum(0) % 256).astype(np.uint8)
+    ok, enc = cv2.imencode(".jpg", big)
+    gray, factor = load_gray_for_width(enc.tobytes(), 512)
+    # 1800 / 2 = 900 >= 512 and 1800 / 4 = 450 < 512: half size is the smallest that keeps 512 px.
+    assert gray.shape == (900, 1200)
+    assert factor == pytest.approx(2.0)
+    small, f1 = load_gray_for_width(enc.tobytes(), None)
+    assert small.shape == (1800, 2400) and f1 == 1.0
