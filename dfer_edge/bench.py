@@ -222,12 +222,12 @@ def _staged(rec, data: bytes) -> tuple[list[float], int]:
     """One pass of the pipeline, step by step, on the objects Recognizer.predict uses."""
     from .detect import working_image
     from .extract import face_inputs
-    from .image import load_gray
+    from .image import load_gray_for_width
 
     clock = time.perf_counter
     size, mode = rec.model.info.crop_size, rec.model.info.feature_mode
     t0 = clock()
-    gray = load_gray(data)
+    gray, _ = load_gray_for_width(data, rec.options.width)
     t1 = clock()
     work = working_image(gray, rec.options.width)
     t2 = clock()
@@ -238,7 +238,7 @@ def _staged(rec, data: bytes) -> tuple[list[float], int]:
     inputs = [face_inputs(work.image, p, size, mode) for p in points]
     t5 = clock()
     for x in inputs:
-        rec.model(x)
+        rec.classify(x)
     t6 = clock()
     return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5], len(rects)
 

@@ -25,7 +25,8 @@ LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark mo
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
 WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
-FlipOpt = typer.Option(False, "--flip-average", help="also score the mirrored face and average (2 inferences per face)")
+FlipOpt = typer.Option(True, "--flip-average/--no-flip-average",
+                       help="also score the mirrored face and average the two (2 inferences per face)")
 MinScoreOpt = typer.Option(0.1, "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")
 
 
@@ -35,7 +36,7 @@ def fail(msg: str, code: int = EXIT_SETUP) -> None:
 
 
 def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
-                    width: int = 512, min_score: float = 0.1, flip_average: bool = False):
+                    width: int = 512, min_score: float = 0.1, flip_average: bool = True):
     from .recognizer import Recognizer, RecognizerOptions
 
     try:

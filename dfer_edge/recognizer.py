@@ -11,7 +11,7 @@ import numpy as np
 
 from . import geometry
 from .detect import DEFAULT_WIDTH, FaceDetector, rect_to_box, working_image
-from .extract import face_inputs, mirrored, ready_crop_inputs
+from .extract import FaceInputs, face_inputs, mirrored, ready_crop_inputs
 from .image import ImageInput, load_gray, load_gray_for_width
 from .labels import LABELS
 from .landmarks import LandmarkModel
@@ -63,7 +63,7 @@ class RecognizerOptions:
     min_score: float = 0.1  # HOG threshold (dlib default 0): 0.1 drops badge-like false faces, costs ~0.3% of KDEF faces
     num_threads: int | None = None  # interpreter threads; None lets the interpreter decide
     interpreter: str = "auto"  # auto | litert | tflite-runtime
-    flip_average: bool = False  # also score the mirrored face and average (2 inferences per face)
+    flip_average: bool = True  # also score the mirrored face and average: +1.9 points on FER2013 val for ~0.3 ms
 
 
 class Recognizer:
@@ -95,7 +95,8 @@ class Recognizer:
     def labels(self) -> tuple[str, ...]:
         return LABELS
 
-    def _probabilities(self, inputs) -> dict[str, float]:
+    def classify(self, inputs: FaceInputs) -> dict[str, float]:
+        """Probabilities (LABELS order) for one face's extracted inputs."""
         p = self.model(inputs)
         if self.options.flip_average:
             p = (p + self.model(mirrored(inputs, self.model.info.feature_mode))) / 2.0
@@ -113,7 +114,7 @@ class Recognizer:
             inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode)
             x1, y1, x2, y2 = (v * to_original for v in geometry.grow_box(rect_to_box(rect), BOX_MARGIN))
             box = (max(0, int(round(x1))), max(0, int(round(y1))), min(w, int(round(x2))), min(h, int(round(y2))))
-            faces.append(Face(box, pts * to_original, self._probabilities(inputs)))
+            faces.append(Face(box, pts * to_original, self.classify(inputs)))
         return faces
 
     def predict_largest(self, image: ImageInput) -> Face | None:
@@ -130,4 +131,4 @@ class Recognizer:
             self._crop_detector = FaceDetector(0)
         inputs, rc = ready_crop_inputs(gray, self._crop_detector, self.landmarks,
                                        self.model.info.crop_size, self.model.info.feature_mode)
-        return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self._probabilities(inputs))
+        return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self.classify(inputs))
