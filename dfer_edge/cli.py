@@ -89,7 +89,7 @@ def predict(
     import cv2
 
     from .annotate import draw
-    from .image import load_color, load_gray, read_bytes
+    from .image import load_color
     from .inputs import expand
 
     if json_out and jsonl:
@@ -108,13 +108,12 @@ def predict(
         typer.echo("path\tface\tlabel    \tscore\tbox")
     for f in files:
         try:
-            data = read_bytes(f)
-            gray = load_gray(data, str(f))  # decoded here so that a decoding error names the file
-            faces = rec.predict(gray) if not largest else [x for x in [rec.predict_largest(gray)] if x]
+            # The path itself goes in: errors then name the file, and large JPEGs are decoded reduced.
+            faces = rec.predict(f) if not largest else [x for x in [rec.predict_largest(f)] if x]
             r = _result(str(f), faces, None)
             if annotate:
                 target = _annotated_name(annotate, f, used)
-                if not cv2.imwrite(str(target), draw(load_color(data, str(f)), faces)):
+                if not cv2.imwrite(str(target), draw(load_color(f), faces)):
                     raise DferError(f"{target}: cannot write annotated image")
         except DferError as e:
             bad += 1

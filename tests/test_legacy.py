@@ -104,13 +104,13 @@ def export_error(*args: str) -> str:
 def angry_face(session_landmarks):
     """(working image, landmarks of the largest face) exactly as Recognizer.predict finds them."""
     from dfer_edge.detect import FaceDetector, working_image
-    from dfer_edge.image import load_gray
+    from dfer_edge.image import load_gray_for_width
     from dfer_edge.recognizer import RecognizerOptions
 
     need(ANGRY)
     opts = RecognizerOptions()
     assert opts.min_score == 0.1 and opts.upsample == 0 and opts.width == 512
-    work = working_image(load_gray(ANGRY), opts.width)
+    work = working_image(load_gray_for_width(ANGRY, opts.width)[0], opts.width)
     rects = FaceDetector(opts.upsample, opts.min_score)(work.image)
     assert rects, "no face found in angry.jpg"
     return work.image, session_landmarks(work.image, rects[0])
