@@ -175,20 +175,24 @@ class BenchConfig:
     upsample: int = 0
     min_score: float = 0.1
     landmarks: str | None = None
+    detect_width: int | None = None  # HOG on a copy this wide; None: on the working image
+    flip_average: bool = True
 
     def options(self) -> dict[str, Any]:
         """Keyword arguments for RecognizerOptions (JSON-serialisable, for the cold-start child)."""
         return {"model": self.model, "landmarks": self.landmarks, "width": self.width,
                 "upsample": self.upsample, "min_score": self.min_score,
-                "num_threads": self.threads, "interpreter": self.interpreter}
+                "num_threads": self.threads, "interpreter": self.interpreter,
+                "detect_width": self.detect_width, "flip_average": self.flip_average}
 
 
 def matrix(models: Sequence[Path | str], interpreters: Sequence[str], threads: Sequence[int | None],
            widths: Sequence[int], upsamples: Sequence[int], min_score: float = 0.1,
-           landmarks: str | os.PathLike | None = None) -> list[BenchConfig]:
+           landmarks: str | os.PathLike | None = None, detect_width: int | None = None,
+           flip_average: bool = True) -> list[BenchConfig]:
     """Every combination, model-major (so runs of one model sit together in the table)."""
     lm = str(landmarks) if landmarks else None
-    return [BenchConfig(str(m), i, t, w, u, min_score, lm)
+    return [BenchConfig(str(m), i, t, w, u, min_score, lm, detect_width, flip_average)
             for m in models for i in interpreters for t in (threads or [None])
             for w in widths for u in upsamples]
 
@@ -412,7 +416,8 @@ def format_table(report: dict[str, Any]) -> str:
     for r in report["runs"]:
         c, e = r["config"], r["end_to_end"]
         cold = "-" if r.get("cold_start_s") is None else f"{r['cold_start_s']:.2f}"
-        rows.append([c["model_name"], r["interpreter"]["name"], _threads_text(c["threads"]), str(c["width"]),
+        rows.append([c["model_name"], r["interpreter"]["name"], _threads_text(c["threads"]),
+                     f"{c['width']}" + (f"/{c['detect_width']}" if c.get("detect_width") else ""),
                      str(c["upsample"]), str(r["faces"]), f"{e['p50_ms']:.1f}", f"{e['p90_ms']:.1f}", f"{e['p99_ms']:.1f}"]
                     + [f"{r['stages'][s]['p50_ms']:.2f}" for s in STAGES]
                     + [f"{e['faces_per_s']:.1f}", cold, f"{r['peak_rss_mib']:.0f}"])

@@ -25,6 +25,8 @@ LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark mo
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
 WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
+DetectWidthOpt = typer.Option(None, "--detect-width", min=64,
+                              help="run HOG on a copy this wide (faster), landmarks stay on the --width image")
 FlipOpt = typer.Option(True, "--flip-average/--no-flip-average",
                        help="also score the mirrored face and average the two (2 inferences per face)")
 MinScoreOpt = typer.Option(0.1, "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")
@@ -36,13 +38,15 @@ def fail(msg: str, code: int = EXIT_SETUP) -> None:
 
 
 def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
-                    width: int = 512, min_score: float = 0.1, flip_average: bool = True):
+                    width: int = 512, min_score: float = 0.1, flip_average: bool = True,
+                    detect_width: Optional[int] = None):
     from .recognizer import Recognizer, RecognizerOptions
 
     try:
         return Recognizer(RecognizerOptions(model=model, landmarks=landmarks, upsample=upsample,
                                             num_threads=threads, width=width,
-                                            min_score=min_score, flip_average=flip_average))
+                                            min_score=min_score, flip_average=flip_average,
+                                            detect_width=detect_width))
     except DferError as e:
         fail(str(e))
 
@@ -84,6 +88,7 @@ def predict(
     width: int = WidthOpt,
     min_score: float = MinScoreOpt,
     flip_average: bool = FlipOpt,
+    detect_width: Optional[int] = DetectWidthOpt,
 ) -> None:
     """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
     import cv2
@@ -97,7 +102,7 @@ def predict(
     files = expand(paths)
     if not files:
         fail("no images found in the given paths")
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average)
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
     if annotate:
         try:
             annotate.mkdir(parents=True, exist_ok=True)
@@ -145,6 +150,7 @@ def evaluate(
     width: int = WidthOpt,
     min_score: float = MinScoreOpt,
     flip_average: bool = FlipOpt,
+    detect_width: Optional[int] = DetectWidthOpt,
 ) -> None:
     """Accuracy, macro-F1, per-class recall and confusion of the model on labelled images.
 
@@ -158,7 +164,7 @@ def evaluate(
         fail(str(e))
     for w in ds.skipped:
         typer.echo(f"warning: {w}", err=True)
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average)
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
     errors: list[str] = []
     with typer.progressbar(ds.items, label="evaluating", file=sys.stderr) as items:
         true, pred, paths = ev.run(rec, items, crops, errors.append)
@@ -237,6 +243,8 @@ def bench(
     width: str = typer.Option("512", "--width", help="comma list of working-image widths, e.g. 320,512"),
     upsample: str = typer.Option("0", "--upsample", help="comma list of HOG upsampling levels, e.g. 0,1"),
     min_score: float = MinScoreOpt,
+    detect_width: Optional[int] = DetectWidthOpt,
+    flip_average: bool = FlipOpt,
     landmarks: Optional[Path] = LandmarksOpt,
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON to this file"),
     cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start",
@@ -257,7 +265,7 @@ def bench(
         interps, warn_i = b.resolve_interpreters(interpreter)
         configs = b.matrix(models, interps, b.parse_int_list(threads, "--threads", 1) if threads else [None],
                            b.parse_int_list(width, "--width", 64), b.parse_int_list(upsample, "--upsample", 0, 3),
-                           min_score, landmarks)
+                           min_score, landmarks, detect_width, flip_average)
         for w in warn_m + warn_i:
             typer.echo(f"warning: {w}", err=True)
         images = b.read_images(files)

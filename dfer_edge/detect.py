@@ -37,15 +37,24 @@ class FaceDetector:
     drops face-like patterns such as badges, at the risk of losing faint real faces.
     """
 
-    def __init__(self, upsample: int = 0, min_score: float = 0.0) -> None:
+    def __init__(self, upsample: int = 0, min_score: float = 0.0, width: int | None = None) -> None:
         if upsample < 0:
             raise ValueError("upsample must be >= 0")
         self.upsample = upsample
         self.min_score = min_score
+        self.width = width  # scan a copy shrunk to this width (HOG cost ~ pixels); boxes come back full size
         self._detector = dlib.get_frontal_face_detector()
 
     def __call__(self, image: np.ndarray) -> list[dlib.rectangle]:
-        """Every face scoring at least `min_score`, largest first."""
+        """Every face scoring at least `min_score`, largest first, in `image` pixels."""
+        if self.width and image.shape[1] > self.width:
+            k = image.shape[1] / self.width
+            small = cv2.resize(image, (self.width, max(1, round(image.shape[0] / k))), interpolation=cv2.INTER_AREA)
+            return [dlib.rectangle(round(r.left() * k), round(r.top() * k), round(r.right() * k), round(r.bottom() * k))
+                    for r in self._detect(small)]
+        return self._detect(image)
+
+    def _detect(self, image: np.ndarray) -> list[dlib.rectangle]:
         if self.min_score == 0.0:
             rects = list(self._detector(image, self.upsample))
         else:

@@ -60,6 +60,7 @@ class RecognizerOptions:
     landmarks: str | os.PathLike | None = None  # dlib 68-point file; None: searched for
     width: int | None = DEFAULT_WIDTH  # working-image width; None keeps the input size
     upsample: int = 0  # HOG upsampling; 1 finds faces under ~80 px at ~4x the cost
+    detect_width: int | None = None  # detect on a copy this wide, landmarks still on the `width` image
     min_score: float = 0.1  # HOG threshold (dlib default 0): 0.1 drops badge-like false faces, costs ~0.3% of KDEF faces
     num_threads: int | None = None  # interpreter threads; None lets the interpreter decide
     interpreter: str = "auto"  # auto | litert | tflite-runtime
@@ -78,7 +79,7 @@ class Recognizer:
         o = self.options
         self.model = ExpressionModel(o.model, num_threads=o.num_threads, interpreter=o.interpreter)
         self.landmarks = LandmarkModel(o.landmarks)
-        self.detector = FaceDetector(o.upsample, o.min_score)
+        self.detector = FaceDetector(o.upsample, o.min_score, o.detect_width)
         self._crop_detector: FaceDetector | None = None  # built on first predict_crop (costs ~0.4 s)
 
     def __enter__(self) -> Recognizer:
