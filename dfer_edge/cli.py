@@ -1,4 +1,4 @@
-"""`dfer-edge VERB ...`: predict, info. Every failure is one line on stderr and a non-zero exit."""
+"""`dfer-edge VERB ...`: predict, evaluate, bench, info. Every failure is one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 

@@ -169,11 +169,18 @@ class ExpressionModel:
         self._order = np.array([labels.index(lab) for lab in LABELS]) if set(labels) == set(LABELS) else None
         if self._order is None:
             raise ModelError(f"model {self.path}: labels {labels} must be a permutation of {LABELS}")
-        # Preallocated float views reused every call.
-        self._buf = {n: np.zeros(details[n]["shape"], dtype=np.float32) for n in INPUT_NAMES}
-        # One warm-up call: the first invoke builds the delegate (slow, and chatty on stderr).
+        # From here on the interpreter is driven directly through the tensor indices the signature
+        # named (binding stays by name); the signature runner re-checks and re-allocates on every call.
+        self._idx = {n: int(details[n]["index"]) for n in INPUT_NAMES}
+        self._out_idx = int(out["index"])
+        self._shape = {n: tuple(int(x) for x in details[n]["shape"]) for n in INPUT_NAMES}
+        self._runner = None
+        # uint8 crop -> model input in one table look-up (pixels / 255, then quantised if the model is int8).
+        self._lut = {n: self._quantise(n, (np.arange(256, dtype=np.float32) / 255.0)) for n in ("right_eye", "left_eye", "mouth")}
+        # Allocation and one warm-up call build the delegate (slow, and chatty on stderr).
         with _quiet_stderr():
-            self._runner(**{n: self._quantise(n, b) for n, b in self._buf.items()})
+            self._interp.allocate_tensors()
+            self._invoke({n: np.zeros(self._shape[n], np.dtype(details[n]["dtype"])) for n in INPUT_NAMES})
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -183,21 +190,17 @@ class ExpressionModel:
         d = self._in[name]
         dtype = np.dtype(d["dtype"])
         if dtype == np.float32:
-            return x
+            return np.asarray(x, dtype=np.float32)
         scale, zero = d["quantization"]
         info = np.iinfo(dtype)
-        return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        return np.clip(np.round(np.asarray(x, dtype=np.float32) / scale + zero), info.min, info.max).astype(dtype)
 
-    def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
-            features: np.ndarray) -> np.ndarray:
-        """Raw model call on float inputs: crops scaled to 0..1, features as the model declares."""
-        b = self._buf
-        b["right_eye"][0, :, :, 0] = right_eye
-        b["left_eye"][0, :, :, 0] = left_eye
-        b["mouth"][0, :, :, 0] = mouth
-        b["features"].reshape(-1)[:] = features
-        out = self._runner(**{n: self._quantise(n, b[n]) for n in INPUT_NAMES})[self._out_name]
-        out = out.reshape(-1)
+    def _invoke(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Set the four named inputs, invoke, return probabilities in LABELS order."""
+        for n in INPUT_NAMES:
+            self._interp.set_tensor(self._idx[n], inputs[n])
+        self._interp.invoke()
+        out = self._interp.get_tensor(self._out_idx).reshape(-1)
         if out.dtype != np.float32:
             scale, zero = self._out["quantization"]
             out = (out.astype(np.float32) - zero) * scale
@@ -205,7 +208,14 @@ class ExpressionModel:
         total = out.sum()
         return out / total if total > 0 else np.full(len(LABELS), 1.0 / len(LABELS))
 
+    def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
+            features: np.ndarray) -> np.ndarray:
+        """Raw model call on float inputs: crops scaled to 0..1, features as the model declares."""
+        x = {"right_eye": right_eye, "left_eye": left_eye, "mouth": mouth, "features": features}
+        return self._invoke({n: self._quantise(n, x[n]).reshape(self._shape[n]) for n in INPUT_NAMES})
+
     def __call__(self, face: FaceInputs) -> np.ndarray:
-        """Probabilities in LABELS order for one face's extracted inputs."""
-        inv = np.float32(1.0 / 255.0)
-        return self.run(face.right_eye * inv, face.left_eye * inv, face.mouth * inv, face.features)
+        """Probabilities in LABELS order for one face's extracted inputs (uint8 crops)."""
+        x = {n: self._lut[n][getattr(face, n)].reshape(self._shape[n]) for n in ("right_eye", "left_eye", "mouth")}
+        x["features"] = self._quantise("features", face.features).reshape(self._shape["features"])
+        return self._invoke(x)
