@@ -526,7 +526,7 @@ def write_markdown(doc: dict, path: Path) -> None:
           f"| package | dfer-edge {doc['versions']['ours'].get('dfer-edge', '?')} | fer {doc['versions']['fer'].get('fer', '?')} |",
           f"| detector | dlib HOG on a {s['width']}-px-wide working copy (upsample per image, below) | "
           "OpenCV Haar cascade (frontalface_default, fer defaults: scale 1.1, 5 neighbours, min 50 px) at the image's own size |",
-          f"| landmarks | dlib 68-point shape predictor | none |",
+          "| landmarks | dlib 68-point shape predictor | none |",
           f"| classifier | four-branch CNN, int8 TFLite ({fmt(doc['ours_model_kib'], '.0f')} KiB), "
           f"{doc['ours_interpreter']} | mini-Xception (FER2013), {doc['fer_classifier']} |",
           f"| libraries | numpy {doc['versions']['ours'].get('numpy', '?')}, OpenCV {doc['versions']['ours'].get('opencv-python-headless', '?')}, "

@@ -59,22 +59,6 @@ def load(path: str, mode: str = "original") -> Arrays:
                   z["subject"], z["name"])
 
 
-def ferplus_majority(path: str) -> np.ndarray:
-    """Per sample: the FER+ majority label, or -1 where there are no usable votes."""
-    z = np.load(path, allow_pickle=False)
-    v = np.nan_to_num(z["votes"].astype(np.float32), nan=0.0)
-    return np.where(v.sum(1) > 0, v.argmax(1), -1)
-
-
-def subject_split(subjects: np.ndarray, n_val: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation indices with whole subjects on one side only."""
-    uniq = np.array(sorted(set(subjects.tolist())))
-    rng = np.random.default_rng(seed)
-    val_subj = set(rng.choice(uniq, size=min(n_val, len(uniq) - 1), replace=False).tolist())
-    is_val = np.array([s in val_subj for s in subjects])
-    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
-
-
 def features(landmarks: np.ndarray) -> np.ndarray:
     """(N, 68, 2) -> (N, 13) with the runtime's own feature function."""
     return np.stack([geometry.normalised_features(geometry.level(p)) for p in landmarks])

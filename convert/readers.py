@@ -10,9 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
+from dfer_edge.inputs import walk_images
 from dfer_edge.labels import LABELS, canonical_label
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 # FER2013 CSV emotion codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
 FER2013_CODES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
@@ -46,9 +45,8 @@ def read_folder(root: str | Path) -> Iterator[Sample]:
         if lab is None:
             warn(f"skipping folder {entry} (not one of the seven expressions)")
             continue
-        for f in sorted(entry.rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTS and f.is_file():
-                yield Sample(str(f), LABELS.index(lab))
+        for f in walk_images(entry):
+            yield Sample(str(f), LABELS.index(lab))
 
 
 def read_kdef(root: str | Path) -> Iterator[Sample]:
