@@ -33,7 +33,7 @@ clean-venv:
 DATA ?= ../shared/data
 CACHE ?= data-cache
 RUN ?= runs/shipped
-EPOCHS ?= 20
+EPOCHS ?= 30
 model: $(VENV)/.dev
 	$(BIN)/python -m convert extract $(DATA)/fer2013/train --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_train.npz
 	$(BIN)/python -m convert extract $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_val.npz
