@@ -114,7 +114,10 @@ def train_main(a: argparse.Namespace) -> None:
         parts += [arr] * k
         print(f"train: {name}: {len(arr)} faces x{k}")
     tr = D.Arrays.concat(parts)
-    val_sets = load_sets(a.val, "original", False) + load_sets([p for p in a.train if any(D.load(p).subject)],
+    # Held-out subjects of subject-labelled training files validate too; np.load reads only `subject`
+    # here, not the whole cache again.
+    with_subjects = [p for p in a.train if any(np.load(p)["subject"])]
+    val_sets = load_sets(a.val, "original", False) + load_sets(with_subjects,
                                                                "original", False)
     feats = D.features(tr.landmarks)
     model = build_model(tr.right_eye.shape[1], a.width, a.dropout, True, feats.mean(0), feats.var(0) + 1e-6, a.l2)
