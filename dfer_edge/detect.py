@@ -23,10 +23,16 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH) -> Workin
     h, w = gray.shape[:2]
     scale = 1.0
     if width and w != width:
-        scale = width / w
-        height = max(1, round(h * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        gray = cv2.resize(gray, (width, height), interpolation=interp)
+        k = w // width
+        if k >= 2:
+            # Shrink by a whole factor first: INTER_AREA averages (no aliasing for HOG) and is fast only
+            # for whole factors (4000 px: 17 ms for 512 px directly, 0.3 ms this way). The < k leftover
+            # pixels at the right and bottom edges are dropped; coordinates keep their origin.
+            gray = cv2.resize(gray[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
+            h, w = gray.shape[:2]
+        s = width / w
+        gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR)
+        scale = s / k if k >= 2 else s
     return WorkingImage(cv2.equalizeHist(gray), scale)
 
 
