@@ -16,7 +16,7 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 
 # Everything the tests need: runtime, TensorFlow for convert/, pytest.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(PIP) install -q -e '.[landmarks,convert,dev]'
+	$(PIP) install -q -e '.[landmarks,convert,serve,dev]'
 	touch $@
 
 demo: $(VENV)/.runtime

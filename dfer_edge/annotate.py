@@ -1,23 +1,56 @@
-"""Drawing results onto images (the CLI's --annotate)."""
+"""Drawing results onto images (`predict --annotate`) and video frames (`watch --save`)."""
 
 from __future__ import annotations
+
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
 
-from .recognizer import Face
+GREEN = (0, 220, 0)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def draw(image_bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
+class Drawable(Protocol):
+    box: tuple[int, int, int, int]
+    probabilities: dict[str, float]
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+def draw(image_bgr: np.ndarray, faces: Sequence[Drawable], bars: bool = False) -> np.ndarray:
+    """A copy with each face's box and top label; `bars` adds all seven probabilities beside the box.
+    A face with an `id` (from tracking) shows it before the label."""
     out = image_bgr.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
         x1, y1, x2, y2 = f.box
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 220, 0), thick)
-        text = f"{f.label} {f.score:.2f}"
+        cv2.rectangle(out, (x1, y1), (x2, y2), GREEN, thick)
+        fid = getattr(f, "id", None)
+        text = f"{'#%d ' % fid if fid is not None else ''}{f.label} {f.score:.2f}"
         scale = max(0.5, (x2 - x1) / 250)
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
         ty = y1 - 4 if y1 - th - base - 4 > 0 else y2 + th + 4
-        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty + base), (0, 220, 0), -1)
-        cv2.putText(out, text, (x1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.rectangle(out, (x1, ty - th - base), (x1 + tw, ty + base), GREEN, -1)
+        cv2.putText(out, text, (x1, ty), FONT, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        if bars:
+            _bars(out, f.probabilities, f.box)
     return out
+
+
+def _bars(out: np.ndarray, probs: dict[str, float], box: tuple[int, int, int, int]) -> None:
+    """Seven labelled bars in a dark panel right of the box (left when there is no room)."""
+    row, label_w, bar_w = 14, 72, 80
+    panel_w, panel_h = label_w + bar_w + 8, row * len(probs) + 6
+    x = box[2] + 6 if box[2] + 6 + panel_w <= out.shape[1] else max(0, box[0] - 6 - panel_w)
+    y = min(max(0, box[1]), max(0, out.shape[0] - panel_h))
+    sub = out[y:y + panel_h, x:x + panel_w]
+    sub[:] = (sub * 0.35).astype(out.dtype)  # darken behind the text so it reads on any background
+    for i, (name, p) in enumerate(probs.items()):
+        yy = y + 4 + i * row
+        cv2.putText(out, name, (x + 3, yy + 10), FONT, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.rectangle(out, (x + label_w, yy + 2), (x + label_w + max(1, round(bar_w * p)), yy + row - 3), GREEN, -1)

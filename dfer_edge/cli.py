@@ -1,8 +1,9 @@
-"""`dfer-edge VERB ...`: predict, evaluate, bench, info. Every failure is one line on stderr and a non-zero exit."""
+"""`dfer-edge VERB ...`: predict, evaluate, bench, info, watch, serve. Every failure is one line on stderr and a non-zero exit."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -284,6 +285,130 @@ def bench(
             json_path.write_text(json.dumps(report, indent=1) + "\n")
         except OSError as e:
             fail(f"cannot write {json_path}: {e.strerror or e}")
+
+
+@app.command()
+def watch(
+    source: str = typer.Argument(..., help="camera index (0), video file, or stream URL (rtsp://, http://)"),
+    jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per processed frame on stdout"),
+    detect_every: int = typer.Option(10, "--detect-every", min=1,
+                                     help="run the face detector every N frames and track faces in between (1: detect on every frame)"),
+    smooth: float = typer.Option(0.3, "--smooth", min=0.0,
+                                 help="time constant in seconds of each face's moving average of probabilities; 0: raw"),
+    save: Optional[Path] = typer.Option(None, "--save", help="write an annotated video (.mp4) here"),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="stop after this many frames"),
+    duration: Optional[float] = typer.Option(None, "--duration", min=0.0,
+                                             help="stop after this many seconds (file time for files, wall time for live sources)"),
+    reconnect: float = typer.Option(30.0, "--reconnect", min=0.0,
+                                    help="a camera or stream that fails is retried with backoff for this many seconds (0: give up at once)"),
+    max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="follow at most this many faces, largest first"),
+    summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="also write the end-of-run summary as JSON here"),
+    model: Optional[Path] = ModelOpt,
+    landmarks: Optional[Path] = LandmarksOpt,
+    upsample: int = UpsampleOpt,
+    threads: Optional[int] = ThreadsOpt,
+    width: int = WidthOpt,
+    min_score: float = MinScoreOpt,
+    flip_average: bool = FlipOpt,
+    detect_width: Optional[int] = DetectWidthOpt,
+) -> None:
+    """Expressions in a live camera, a video file or a stream, with face tracking and smoothing.
+
+    The summary goes to stderr at the end. Ctrl-C or SIGTERM stops cleanly (exit 0); the end of a
+    file is exit 0; a source that cannot be opened, or a live one lost for longer than --reconnect, is exit 1."""
+    import signal
+
+    from .sources import open_source
+    from .tracking import FaceTracker
+    from .watch import WatchOptions, run
+
+    if summary_json is not None and not summary_json.parent.is_dir():
+        fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
+    if save is not None and not save.parent.is_dir():
+        fail(f"cannot write {save}: folder {save.parent} does not exist")
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    log = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
+    try:
+        src = open_source(source, reconnect, log)
+    except DferError as e:
+        fail(str(e), EXIT_BAD_INPUT)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)  # systemd stops services with SIGTERM: end like Ctrl-C
+    last: list[tuple[int, str]] = []
+
+    def emit(rec_: dict) -> None:
+        nonlocal last
+        if jsonl:
+            sys.stdout.write(json.dumps(rec_) + "\n")
+            sys.stdout.flush()
+            return
+        now = [(f["id"], f["label"]) for f in rec_["faces"]]
+        if now != last:  # without --jsonl, a line only when someone's expression changes
+            desc = "  ".join(f"#{f['id']} {f['label']} {f['score']:.2f}" for f in rec_["faces"]) or "(no face)"
+            typer.echo(f"{rec_['t']:8.2f}s  frame {rec_['frame']:<6} {desc}")
+            last = now
+
+    tracker = FaceTracker(rec, detect_every=detect_every, smooth=smooth, max_faces=max_faces)
+    try:
+        summary = run(tracker, src, WatchOptions(detect_every, smooth, max_frames, duration, save, max_faces), emit)
+    except BrokenPipeError:  # the consumer of --jsonl went away (e.g. `| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0)
+    except DferError as e:
+        fail(str(e))
+    finally:
+        src.close()
+    typer.echo(f"summary: {summary.line()}", err=True)
+    if summary_json:
+        try:
+            summary_json.write_text(json.dumps(summary.to_dict(), indent=1) + "\n")
+        except OSError as e:
+            fail(f"cannot write {summary_json}: {e.strerror or e}")
+    if summary.error:
+        typer.echo(f"error: {summary.error}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface; think first)"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)"),
+    max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1, help="largest accepted request body"),
+    model: Optional[Path] = ModelOpt,
+    landmarks: Optional[Path] = LandmarksOpt,
+    upsample: int = UpsampleOpt,
+    threads: Optional[int] = ThreadsOpt,
+    width: int = WidthOpt,
+    min_score: float = MinScoreOpt,
+    flip_average: bool = FlipOpt,
+    detect_width: Optional[int] = DetectWidthOpt,
+) -> None:
+    """HTTP service: POST /predict (an image), GET /health, and a kiosk page at / that uses the browser's camera.
+
+    Needs the optional extra: pip install 'dfer-edge[serve]'."""
+    import socket
+
+    try:
+        import uvicorn
+
+        from .serve import create_app
+    except ImportError as e:
+        fail(f"serve needs the optional extra ({e.name} is missing): pip install 'dfer-edge[serve]'")
+    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    try:  # bind first, so a busy port is one line, not a uvicorn traceback
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+    url_host = f"[{host}]" if ":" in host else host
+    typer.echo(f"serving on http://{url_host}:{sock.getsockname()[1]}/ (kiosk page), POST /predict, GET /health", err=True)
+    config = uvicorn.Config(create_app(rec, max_bytes), log_level="info", timeout_keep_alive=5)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main() -> None:

@@ -100,3 +100,52 @@ def eye_centres(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(right, left) eye centres as dlib-68 means: 36-41 and 42-47."""
     p = np.asarray(points, dtype=np.float64)
     return p[36:42].mean(axis=0), p[42:48].mean(axis=0)
+
+
+# --- A real video: KDEF faces of one subject, moving, expression changing ------------------------
+KDEF = SHARED_DATA / "kdef"
+KDEF_SEQUENCE = ("NE", "HA", "SU", "AN", "SA", "DI", "AF")  # KDEF expression codes, neutral first
+
+
+def kdef_frames(subject: str = "AF01", hold: int = 30, size: tuple[int, int] = (640, 480), seed: int = 0):
+    """BGR frames: one subject's straight-view KDEF photos, each held `hold` frames, drifting side to
+    side and up and down by a few pixels per frame over a gray background with a little sensor noise.
+    Yields (frame, KDEF label folder)."""
+    import cv2
+
+    from dfer_edge.labels import canonical_label
+
+    w, h = size
+    rng = np.random.default_rng(seed)
+    k = 0
+    for code in KDEF_SEQUENCE:
+        hits = sorted(KDEF.glob(f"*/{subject}{code}S.jpg"))
+        if not hits:
+            raise FileNotFoundError(f"no KDEF image {subject}{code}S.jpg under {KDEF}")
+        face = cv2.imread(str(hits[0]), cv2.IMREAD_GRAYSCALE)
+        scale = (h - 40) / face.shape[0]
+        face = cv2.resize(face, (round(face.shape[1] * scale), h - 40), interpolation=cv2.INTER_AREA)
+        for _ in range(hold):
+            x = int(round((w - face.shape[1]) / 2 + 60 * np.sin(2 * np.pi * k / 120)))
+            y = int(round(20 + 10 * np.sin(2 * np.pi * k / 75)))
+            canvas = np.full((h, w), 128, np.uint8)
+            canvas[y:y + face.shape[0], x:x + face.shape[1]] = face
+            noisy = np.clip(canvas.astype(np.int16) + rng.normal(0, 3, canvas.shape).astype(np.int16), 0, 255)
+            yield cv2.cvtColor(noisy.astype(np.uint8), cv2.COLOR_GRAY2BGR), canonical_label(hits[0].parent.name)
+            k += 1
+
+
+def write_kdef_video(path: Path, fps: float = 30.0, **kw) -> list[str]:
+    """An .mp4 (mp4v) of kdef_frames(); returns the label of every frame."""
+    import cv2
+
+    labels = []
+    writer = None
+    for frame, label in kdef_frames(**kw):
+        if writer is None:
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (frame.shape[1], frame.shape[0]))
+            assert writer.isOpened(), f"cannot write {path}"
+        writer.write(frame)
+        labels.append(label)
+    writer.release()
+    return labels

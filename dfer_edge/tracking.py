@@ -1,0 +1,255 @@
+"""Faces across video frames: detect every N frames, follow faces by their landmarks in between.
+
+HOG detection is most of a frame's cost (~27 ms at 512 px here, 100-200 ms on a Pi); the landmark
+model refitted in a box placed from the previous frame's landmarks costs ~1 ms. A face keeps its id
+while it is followed or matched to a new detection. A track whose refitted landmarks jump or change
+scale too much (the face moved fast or left) triggers a detection on the same frame. Probabilities
+can be smoothed per face with an exponential moving average over time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import dlib
+import numpy as np
+
+from . import geometry
+from .detect import rect_to_box, working_image
+from .extract import face_inputs, mirrored
+from .image import array_to_gray
+from .labels import LABELS
+from .recognizer import BOX_MARGIN, Recognizer
+
+STAGES = ("preprocess", "detect", "landmarks", "crops+features", "inference")
+
+MATCH_IOU = 0.3  # a detection continues a track when their boxes overlap at least this much
+MAX_SCALE_CHANGE = 0.25  # refitted landmarks this much larger/smaller than the box they came from: drift
+MAX_SHIFT = 0.35  # ...or their centre this far (in face sizes) from the box centre: drift
+
+
+# --- Pure geometry ----------------------------------------------------------------------------
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def anchor(points: np.ndarray) -> tuple[float, float, float]:
+    """Centre and size of a landmark set: the mean point and the RMS distance from it. Stable
+    under expression changes, unlike the bounding box of the points (an open mouth moves the chin)."""
+    c = points.mean(axis=0)
+    s = float(np.sqrt(((points - c) ** 2).sum(axis=1).mean()))
+    return float(c[0]), float(c[1]), max(s, 1e-6)
+
+
+@dataclass(frozen=True)
+class BoxModel:
+    """Where the detector's box sits relative to the landmark anchor, in anchor sizes. Recorded when a
+    face is detected, so that boxes placed from landmarks later look like the detector's own."""
+
+    dx: float
+    dy: float
+    half_w: float
+    half_h: float
+
+    @classmethod
+    def from_detection(cls, box: tuple[float, float, float, float], points: np.ndarray) -> BoxModel:
+        cx, cy, s = anchor(points)
+        return cls(((box[0] + box[2]) / 2 - cx) / s, ((box[1] + box[3]) / 2 - cy) / s,
+                   (box[2] - box[0]) / 2 / s, (box[3] - box[1]) / 2 / s)
+
+    def place(self, points: np.ndarray) -> tuple[float, float, float, float]:
+        cx, cy, s = anchor(points)
+        x, y = cx + self.dx * s, cy + self.dy * s
+        return (x - self.half_w * s, y - self.half_h * s, x + self.half_w * s, y + self.half_h * s)
+
+
+def drifted(box: tuple[float, float, float, float], model: BoxModel, points: np.ndarray) -> bool:
+    """Landmarks refitted in `box` that no longer describe a face of that box: the face moved too far
+    or too fast for the landmark model to follow, or it is gone."""
+    placed = model.place(points)
+    w0, w1 = box[2] - box[0], placed[2] - placed[0]
+    if w0 <= 0 or abs(w1 / w0 - 1) > MAX_SCALE_CHANGE:
+        return True
+    shift = math.hypot((placed[0] + placed[2] - box[0] - box[2]) / 2, (placed[1] + placed[3] - box[1] - box[3]) / 2)
+    return shift > MAX_SHIFT * w0
+
+
+def ema(previous: np.ndarray | None, current: np.ndarray, dt: float, tau: float) -> np.ndarray:
+    """Exponential moving average with time constant `tau` seconds; tau 0 returns `current` (raw)."""
+    if previous is None or tau <= 0:
+        return current
+    a = 1.0 - math.exp(-max(dt, 0.0) / tau)
+    return a * current + (1.0 - a) * previous
+
+
+# --- The tracker ------------------------------------------------------------------------------
+
+@dataclass
+class Track:
+    id: int
+    box: tuple[float, float, float, float]  # working-image pixels, detector convention
+    model: BoxModel
+    points: np.ndarray  # (68, 2) working-image pixels
+    probs: np.ndarray | None = None  # smoothed, LABELS order
+    t: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """One face in one frame, in original frame pixels."""
+
+    id: int
+    box: tuple[int, int, int, int]  # detector box grown by the recognizer's margin, clipped to the frame
+    landmarks: np.ndarray
+    probabilities: dict[str, float]  # smoothed when smoothing is on
+    detected: bool  # this frame's box came from the detector, not from tracking
+
+    @property
+    def label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    @property
+    def score(self) -> float:
+        return self.probabilities[self.label]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "box": list(self.box), "label": self.label, "score": round(self.score, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+
+@dataclass
+class StageTimes:
+    """Total seconds per pipeline stage over a run."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+
+    def add(self, stage: str, since: float) -> float:
+        now = time.perf_counter()
+        self.seconds[stage] += now - since
+        return now
+
+
+class FaceTracker:
+    """Per-frame results with stable face ids. `detect_every=1` detects on every frame (no tracking).
+
+    >>> tracker = FaceTracker(recognizer, detect_every=10, smooth=0.3)
+    >>> faces = tracker.process(frame_bgr, t=0.033)
+    """
+
+    def __init__(self, recognizer: Recognizer, detect_every: int = 10, smooth: float = 0.0,
+                 max_faces: int | None = None) -> None:
+        if detect_every < 1:
+            raise ValueError("detect_every must be >= 1")
+        self.rec = recognizer
+        self.detect_every = detect_every
+        self.smooth = smooth
+        self.max_faces = max_faces
+        self.tracks: list[Track] = []
+        self.next_id = 0
+        self.frames = 0
+        self.detections = 0
+        self.since_detect = 0
+        self.times = StageTimes()
+
+    def process(self, frame: np.ndarray, t: float) -> tuple[list[TrackedFace], bool]:
+        """Faces in one frame (an image array, BGR or gray) at time `t` seconds, largest first, and
+        whether the detector ran on it."""
+        t0 = time.perf_counter()
+        gray = array_to_gray(frame)
+        work = working_image(gray, self.rec.options.width)
+        t0 = self.times.add("preprocess", t0)
+        self.frames += 1
+
+        detect = not self.tracks or self.since_detect + 1 >= self.detect_every
+        found: list[tuple[Track, np.ndarray]] = []
+        if not detect:
+            found, t0 = self._follow(work.image, t0)
+            detect = found is None
+        if detect:
+            found, t0 = self._detect(work.image, t0)
+            self.since_detect = 0
+            self.detections += 1
+        else:
+            self.since_detect += 1
+
+        faces = []
+        h, w = gray.shape[:2]
+        k = 1.0 / work.scale
+        info = self.rec.model.info
+        for track, pts in found:
+            inputs = face_inputs(work.image, pts, info.crop_size, info.feature_mode)
+            t0 = self.times.add("crops+features", t0)
+            p = self.rec.model(inputs)
+            if self.rec.options.flip_average:
+                p = (p + self.rec.model(mirrored(inputs, info.feature_mode))) / 2.0
+            t0 = self.times.add("inference", t0)
+            track.probs = ema(track.probs, p, t - track.t, self.smooth)
+            track.t = t
+            x1, y1, x2, y2 = (v * k for v in geometry.grow_box(track.box, BOX_MARGIN))
+            box = (max(0, round(x1)), max(0, round(y1)), min(w, round(x2)), min(h, round(y2)))
+            faces.append(TrackedFace(track.id, box, pts * k, {lab: float(v) for lab, v in zip(LABELS, track.probs)},
+                                     detect))
+        return faces, detect
+
+    def _follow(self, image: np.ndarray, t0: float) -> tuple[list | None, float]:
+        """Refit every track's landmarks in a box placed from its last landmarks. None when any track
+        drifted or left the frame: the caller then detects on this frame."""
+        h, w = image.shape[:2]
+        found = []
+        for tr in self.tracks:
+            box = tr.model.place(tr.points)
+            if box[0] < -0.25 * (box[2] - box[0]) or box[2] > w + 0.25 * (box[2] - box[0]) \
+                    or box[1] < -0.25 * (box[3] - box[1]) or box[3] > h + 0.25 * (box[3] - box[1]):
+                return None, t0
+            rect = dlib.rectangle(round(box[0]), round(box[1]), round(box[2]), round(box[3]))
+            pts = self.rec.landmarks(image, rect)
+            t0 = self.times.add("landmarks", t0)
+            if drifted(box, tr.model, pts):
+                return None, t0
+            tr.box, tr.points = box, pts
+            found.append((tr, pts))
+        return found, t0
+
+    def _detect(self, image: np.ndarray, t0: float) -> tuple[list, float]:
+        """Detect, fit landmarks, and give each face the id of the track its box overlaps most.
+        Tracks without a detection end here."""
+        rects = self.rec.detector(image)
+        if self.max_faces:
+            rects = rects[: self.max_faces]
+        t0 = self.times.add("detect", t0)
+        old = {tr.id: tr for tr in self.tracks}
+        predicted = {tr.id: tr.model.place(tr.points) for tr in self.tracks}
+        tracks, found = [], []
+        for rect in rects:
+            pts = self.rec.landmarks(image, rect)
+            t0 = self.times.add("landmarks", t0)
+            box = rect_to_box(rect)
+            best = max(predicted, key=lambda i: iou(box, predicted[i]), default=None)
+            if best is not None and iou(box, predicted[best]) >= MATCH_IOU:
+                tr = old[best]
+                del predicted[best]
+            else:
+                tr = Track(self.next_id, box, BoxModel.from_detection(box, pts), pts)
+                self.next_id += 1
+            tr.box, tr.points, tr.model = box, pts, BoxModel.from_detection(box, pts)
+            tracks.append(tr)
+            found.append((tr, pts))
+        self.tracks = tracks
+        return found, t0
+
+    def reset(self) -> None:
+        """Forget every face (e.g. after a camera reconnect: the scene may have changed)."""
+        self.tracks = []
+        self.since_detect = 0
+
+
+def stage_means_ms(times: StageTimes, frames: int) -> dict[str, float]:
+    return {s: round(1000 * v / frames, 3) if frames else 0.0 for s, v in times.seconds.items()}
