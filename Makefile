@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test clean-venv model parity evaluate
+.PHONY: demo test chromium clean-venv model parity evaluate watch-fps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,15 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/dfer-edge predict samples/astronaut.jpg
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev chromium
 	$(BIN)/python -m pytest -q
+
+# The kiosk-page test drives Debian's Chromium (no browser download). Installed when apt-get can run as
+# root; otherwise that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "note: Debian chromium could not be installed; the kiosk browser test will skip"
 
 clean-venv:
 	rm -rf $(VENV)
@@ -57,3 +64,7 @@ evaluate: $(VENV)/.runtime
 	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --json $(CACHE)/eval/fer2013-val-int8.json
 	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(CACHE)/kdef-split
 	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --json $(CACHE)/eval/kdef-heldout-int8.json
+
+# Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
+watch-fps: $(VENV)/.runtime
+	$(BIN)/python benchmarks/watch_fps.py --every 1,5,10,20 --markdown benchmarks/WATCH.md
