@@ -308,13 +308,16 @@ def run_ours(py: Path, image: dict, args, env: dict, out: Path) -> dict:
                             "--iterations", str(args.iterations), "--warmup", str(args.warmup),
                             "--width", str(args.width), "--upsample", str(image["upsample"]),
                             "--no-cold-start", "--json", str(jpath)]
+    if args.detect_width:
+        cmd[-2:-2] = ["--detect-width", str(args.detect_width)]
     log(f"  ours: {shlex.join(cmd)}")
     report, wall = run_json(cmd, None, f"dfer-edge bench on {image['name']}", env, json_file=jpath)
     run = report["runs"][0]
     # Cold start: a fresh interpreter launched from here (not from bench, whose child would inherit
     # bench's RSS high-water mark through fork+exec).
     pyexe = str(Path(exe).parent / "python") if args.ours_dfer_edge else str(py)
-    cfg = {"options": {"width": args.width, "upsample": image["upsample"], "num_threads": args.threads},
+    cfg = {"options": {"width": args.width, "upsample": image["upsample"], "num_threads": args.threads,
+                       "detect_width": args.detect_width},
            "image": image["path"]}
     launched = time.time()
     cold, cold_wall = run_json(pin(args.cpus) + [pyexe, "-c", OURS_COLD_CODE, json.dumps(cfg)], "OURS-COLD",
@@ -334,7 +337,7 @@ def run_ours(py: Path, image: dict, args, env: dict, out: Path) -> dict:
                        "first_predict_s": cold["first_result"] - cold["loaded"],
                        "peak_rss_mib": cold["peak_rss_mib"], "faces": cold["faces"]},
         "settings": {"width": args.width, "upsample": image["upsample"], "threads": args.threads,
-                     "min_score": run["config"].get("min_score")},
+                     "min_score": run["config"].get("min_score"), "detect_width": args.detect_width},
         "interpreter": run.get("interpreter"),
         "model_size_kib": run.get("model_size_kib"),
         "machine": report.get("machine"),
@@ -524,7 +527,9 @@ def write_markdown(doc: dict, path: Path) -> None:
           "## Setup", "",
           "| | dfer-edge | fer |", "|---|---|---|",
           f"| package | dfer-edge {doc['versions']['ours'].get('dfer-edge', '?')} | fer {doc['versions']['fer'].get('fer', '?')} |",
-          f"| detector | dlib HOG on a {s['width']}-px-wide working copy (upsample per image, below) | "
+          f"| detector | dlib HOG on a {s['width']}-px-wide working copy"
+          + (f", scanned on a {s['detect_width']}-px-wide copy of it (`--detect-width`)" if s.get("detect_width") else "")
+          + " (upsample per image, below) | "
           "OpenCV Haar cascade (frontalface_default, fer defaults: scale 1.1, 5 neighbours, min 50 px) at the image's own size |",
           "| landmarks | dlib 68-point shape predictor | none |",
           f"| classifier | four-branch CNN, int8 TFLite ({fmt(doc['ours_model_kib'], '.0f')} KiB), "
@@ -641,6 +646,8 @@ def parse_args(argv):
     ap.add_argument("--cpus", default="0",
                     help="taskset -c list both sides run on ('none': no pinning; on a Pi e.g. 2)")
     ap.add_argument("--width", type=int, default=512, help="dfer-edge working-image width")
+    ap.add_argument("--detect-width", type=int, default=None,
+                    help="dfer-edge --detect-width: HOG on a copy this wide (the speed option; default: off)")
     ap.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS,
                     help="folder with neutral.jpeg and group.jpeg (the default images besides samples/astronaut.jpg)")
     ap.add_argument("--image", action="append", default=[], metavar="PATH",
@@ -738,7 +745,8 @@ def main(argv=None) -> int:
         "fer_classifier": ("its quantized TFLite model on tf.lite.Interpreter" if first["fer"]["classifier"] == "tflite"
                            else "its Keras .hdf5 model"),
         "settings": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
-                     "cpus": args.cpus, "width": args.width, "fer_model": args.fer_model},
+                     "cpus": args.cpus, "width": args.width, "fer_model": args.fer_model,
+                     "detect_width": args.detect_width},
         "images": results,
         "installed_size": sizes,
         "summary": {

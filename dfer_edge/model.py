@@ -123,6 +123,8 @@ class ExpressionModel:
                              "`python -m convert export`, or reinstall dfer-edge for the default model")
         meta = read_metadata(self.path)
         cls, self.interpreter_name, self.interpreter_version = load_interpreter_class(interpreter)
+        self._interp_cls = cls
+        self.recoveries = 0  # interpreters replaced after a failed call (see _recover)
         try:
             self._interp = cls(model_path=str(self.path), num_threads=num_threads)
             self._runner = self._interp.get_signature_runner()
@@ -197,9 +199,15 @@ class ExpressionModel:
 
     def _invoke(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Set the four named inputs, invoke, return probabilities in LABELS order."""
-        for n in INPUT_NAMES:
-            self._interp.set_tensor(self._idx[n], inputs[n])
-        self._interp.invoke()
+        try:
+            self._set_and_invoke(inputs)
+        except (RuntimeError, ValueError):  # seen once under fuzzing: an interpreter left failing on every call
+            self._recover()
+            try:
+                self._set_and_invoke(inputs)
+            except (RuntimeError, ValueError) as e:
+                msg = (str(e).strip().splitlines() or ["unknown error"])[0][:200]
+                raise ModelError(f"model {self.path}: the interpreter failed twice in a row ({msg})") from None
         out = self._interp.get_tensor(self._out_idx).reshape(-1)
         if out.dtype != np.float32:
             scale, zero = self._out["quantization"]
@@ -207,6 +215,19 @@ class ExpressionModel:
         out = np.clip(out.astype(np.float64), 0.0, None)[self._order]
         total = out.sum()
         return out / total if total > 0 else np.full(len(LABELS), 1.0 / len(LABELS))
+
+    def _set_and_invoke(self, inputs: dict[str, np.ndarray]) -> None:
+        for n in INPUT_NAMES:
+            self._interp.set_tensor(self._idx[n], inputs[n])
+        self._interp.invoke()
+
+    def _recover(self) -> None:
+        """Replace a failed interpreter by a fresh one from the same file, so one bad call does not take a
+        long-running service down (a failure right after that is a ModelError for that call only)."""
+        self.recoveries += 1
+        with _quiet_stderr():
+            self._interp = self._interp_cls(model_path=str(self.path), num_threads=self.num_threads)
+            self._interp.allocate_tensors()
 
     def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,
             features: np.ndarray) -> np.ndarray:

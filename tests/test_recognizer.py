@@ -65,3 +65,23 @@ def test_largest_and_crop_entry_points(rec):
         assert face.box == (0, 0, 48, 48)
         assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-6)
         assert face.categories[0].name == face.label and face.categories[0].score == face.score
+
+
+def test_a_broken_interpreter_is_replaced_and_answers_the_same():
+    """A long-running service must survive an interpreter left failing (seen once under fuzzing): here
+    one is broken for real by resizing an input to a batch the graph cannot take."""
+    from dfer_edge.model import ExpressionModel
+
+    m = ExpressionModel(num_threads=1)
+    zeros = {n: np.zeros(m._shape[n], np.int8) for n in m._idx}
+    want = m._invoke(zeros)
+    m._interp.resize_tensor_input(m._idx["features"], [3, 13])
+    try:
+        m._interp.allocate_tensors()
+    except RuntimeError:
+        pass
+    with pytest.raises((RuntimeError, ValueError)):
+        m._interp.set_tensor(m._idx["features"], zeros["features"])
+        m._interp.invoke()
+    np.testing.assert_allclose(m._invoke(zeros), want)
+    assert m.recoveries == 1

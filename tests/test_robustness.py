@@ -308,15 +308,25 @@ def rec():
         yield r
 
 
-def _check(rec, image) -> None:
+@pytest.fixture(scope="module")
+def reference(rec):
+    """The sample's face and its probabilities: after every fuzz input the recognizer must still give them."""
+    (face,) = [f for f in rec.predict(SAMPLE) if f.label == "happiness"][:1]
+    return face
+
+
+def _check(rec, image, reference=None) -> None:
     with time_limit(30):
         try:
             faces = rec.predict(image)
         except DferError as e:
             assert str(e) and "\n" not in str(e)
-            return
+            faces = []
     for f in faces:
         assert set(f.probabilities) == set(LABELS) and abs(sum(f.probabilities.values()) - 1) < 1e-3
+    if reference is not None:  # a bad input must not leave the recognizer broken for the next one
+        again = rec.predict(SAMPLE)[0]
+        assert again.box == reference.box and again.probabilities == pytest.approx(reference.probabilities, abs=1e-6)
 
 
 HEADERS = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"RIFF\x00\x00\x00\x00WEBP", b"II*\x00"]
@@ -324,20 +334,20 @@ HEADERS = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM", b"R
 
 @FUZZ
 @given(head=st.sampled_from(HEADERS), body=st.binary(max_size=4096))
-def test_fuzz_random_bytes(rec, head, body):
-    _check(rec, head + body)
+def test_fuzz_random_bytes(rec, reference, head, body):
+    _check(rec, head + body, reference)
 
 
 @FUZZ
 @given(data=st.data())
-def test_fuzz_damaged_real_jpeg(rec, data):
+def test_fuzz_damaged_real_jpeg(rec, reference, data):
     """A real photo with random bytes overwritten: reaches deep into the decoder, then maybe the pipeline."""
     raw = bytearray(SAMPLE.read_bytes())
     for _ in range(data.draw(st.integers(1, 20))):
         i = data.draw(st.integers(0, len(raw) - 1))
         raw[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(100, len(raw)))
-    _check(rec, bytes(raw[:cut]))
+    _check(rec, bytes(raw[:cut]), reference)
 
 
 @FUZZ
@@ -347,13 +357,13 @@ def test_fuzz_damaged_real_jpeg(rec, data):
                     st.tuples(st.integers(0, 400), st.integers(0, 400)),
                     st.tuples(st.integers(0, 300), st.integers(0, 300), st.sampled_from([1, 2, 3, 4, 5]))),
     elements=None, fill=st.nothing()))
-def test_fuzz_random_arrays(rec, arr):
-    _check(rec, arr)
+def test_fuzz_random_arrays(rec, reference, arr):
+    _check(rec, arr, reference)
 
 
 @FUZZ
 @given(x=st.integers(0, 300), y=st.integers(0, 200), scale=st.floats(0.2, 2.0), noise=st.integers(0, 80))
-def test_fuzz_real_face_placed_anywhere(rec, x, y, scale, noise):
+def test_fuzz_real_face_placed_anywhere(rec, reference, x, y, scale, noise):
     """A real face at random places, sizes and noise levels, cut off at the borders: never a crash."""
     face = cv2.imread(str(SAMPLE), cv2.IMREAD_GRAYSCALE)[40:220, 120:320]
     face = cv2.resize(face, (max(1, int(200 * scale)), max(1, int(180 * scale))))
@@ -362,7 +372,7 @@ def test_fuzz_real_face_placed_anywhere(rec, x, y, scale, noise):
     if h > 0 and w > 0:
         canvas[y:y + h, x:x + w] = face[:h, :w]
     canvas = np.clip(canvas + np.random.default_rng(noise).normal(0, noise, canvas.shape), 0, 255).astype(np.uint8)
-    _check(rec, canvas)
+    _check(rec, canvas, reference)
 
 
 # --- soak ---------------------------------------------------------------------------------------
