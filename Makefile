@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test clean-venv model parity evaluate
+.PHONY: demo test clean-venv model parity evaluate arm64-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,9 @@ evaluate: $(VENV)/.runtime
 	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --json $(CACHE)/eval/fer2013-val-int8.json
 	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(CACHE)/kdef-split
 	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --json $(CACHE)/eval/kdef-heldout-int8.json
+
+# Install and run the package in an emulated arm64 Debian bookworm (Raspberry Pi OS's base) and compare
+# its answers with this machine's .venv. Needs root, apt and binfmt_misc, so `make test` (and CI) does
+# not run it. About 5 minutes the first time, about 1 minute with the cached chroot (~/.cache/dfer-edge).
+arm64-check: $(VENV)/.runtime
+	X86_DFER=$(abspath $(BIN))/dfer-edge bash benchmarks/arm64/check.sh
