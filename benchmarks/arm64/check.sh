@@ -68,9 +68,11 @@ qemu_major() {   # major version of a qemu-aarch64 binary (0 when missing)
 
 say "host tools"
 APT_UPDATED=""
-apt_install() {   # apt_install [-t SUITE] PKG...; quiet, non-interactive
-    [[ -n $APT_UPDATED ]] || { apt-get update -qq; APT_UPDATED=1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+apt_install() {   # apt_install [-t SUITE] PKG...; non-interactive, output in $OUT/apt.log
+    echo "apt-get install $*"
+    [[ -n $APT_UPDATED ]] || { apt-get update -qq >> "$OUT/apt.log" 2>&1; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >> "$OUT/apt.log" 2>&1 \
+        || { tail -20 "$OUT/apt.log" >&2; die "apt-get install $* failed (log: $OUT/apt.log)"; }
 }
 if (( $(qemu_major qemu-aarch64-static) < QEMU_MIN )); then
     . /etc/os-release
