@@ -43,6 +43,10 @@ def compare(x86: list, arm: list, box_px: float, prob: float) -> tuple[list[list
             if not ok:
                 problems.append(f"{name} face {i}: label {fa['label']}/{fb['label']}, box {fa['box']} vs "
                                 f"{fb['box']}, largest probability difference {dprob:.2e}")
+        # Faces that only one side found: a row each, so the table shows them too.
+        for i in range(min(len(a["faces"]), len(b["faces"])), max(len(a["faces"]), len(b["faces"]))):
+            side, face = ("x86 only", a["faces"][i]) if i < len(a["faces"]) else ("arm64 only", b["faces"][i])
+            rows.append([name, str(i), f"{face['label']} ({side})", "-", "-", "-", "MISMATCH"])
     return rows, problems
 
 
