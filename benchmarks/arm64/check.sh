@@ -68,6 +68,7 @@ qemu_major() {   # major version of a qemu-aarch64 binary (0 when missing)
 
 say "host tools"
 APT_UPDATED=""
+QEMU_NEW=""    # set when this run installed or upgraded qemu
 apt_install() {   # apt_install [-t SUITE] PKG...; non-interactive, output in $OUT/apt.log
     echo "apt-get install $*"
     [[ -n $APT_UPDATED ]] || { apt-get update -qq >> "$OUT/apt.log" 2>&1; APT_UPDATED=1; }
@@ -88,6 +89,7 @@ if (( $(qemu_major qemu-aarch64-static) < QEMU_MIN )); then
     else
         apt_install qemu-user-static
     fi
+    QEMU_NEW=1
 fi
 (( $(qemu_major qemu-aarch64-static) >= QEMU_MIN )) \
     || die "qemu-aarch64-static is older than $QEMU_MIN ($(qemu-aarch64-static --version | head -1)); ai-edge-litert crashes under it"
@@ -103,7 +105,8 @@ BINFMT=/proc/sys/fs/binfmt_misc
 mountpoint -q "$BINFMT" || mount -t binfmt_misc binfmt_misc "$BINFMT"
 if [[ -f $BINFMT/qemu-aarch64 ]]; then
     interp=$(readlink -f "$(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64")")   # *-binfmt-P is a link
-    if ! grep -qx enabled "$BINFMT/qemu-aarch64" || (( $(qemu_major "$interp") < QEMU_MIN )); then
+    # An entry registered before an upgrade may hold the old binary open (F flag): register it anew.
+    if [[ -n $QEMU_NEW ]] || ! grep -qx enabled "$BINFMT/qemu-aarch64" || (( $(qemu_major "$interp") < QEMU_MIN )); then
         echo "replacing the binfmt entry qemu-aarch64 ($interp) with $QEMU"
         echo -1 > "$BINFMT/qemu-aarch64"
     fi
