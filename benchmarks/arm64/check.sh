@@ -104,10 +104,11 @@ echo "qemu: $(qemu-aarch64-static --version | head -1)"
 BINFMT=/proc/sys/fs/binfmt_misc
 mountpoint -q "$BINFMT" || mount -t binfmt_misc binfmt_misc "$BINFMT"
 if [[ -f $BINFMT/qemu-aarch64 ]]; then
-    interp=$(readlink -f "$(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64")")   # *-binfmt-P is a link
+    registered=$(sed -n 's/^interpreter //p' "$BINFMT/qemu-aarch64")
+    interp=$(readlink -f "$registered")   # Debian's *-binfmt-P is a link to the qemu binary
     # An entry registered before an upgrade may hold the old binary open (F flag): register it anew.
     if [[ -n $QEMU_NEW ]] || ! grep -qx enabled "$BINFMT/qemu-aarch64" || (( $(qemu_major "$interp") < QEMU_MIN )); then
-        echo "replacing the binfmt entry qemu-aarch64 ($interp) with $QEMU"
+        echo "registering qemu-aarch64 anew with $QEMU (was $registered)"
         echo -1 > "$BINFMT/qemu-aarch64"
     fi
 fi
