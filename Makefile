@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test chromium clean-venv model parity evaluate watch-fps
+.PHONY: demo test chromium clean-venv model parity evaluate watch-fps arm64-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,3 +68,9 @@ evaluate: $(VENV)/.runtime
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
 	$(BIN)/python benchmarks/watch_fps.py --every 1,5,10,20 --markdown benchmarks/WATCH.md
+
+# Install and run the package in an emulated arm64 Debian bookworm (Raspberry Pi OS's base) and compare
+# its answers with this machine's .venv. Needs root, apt and binfmt_misc, so `make test` (and CI) does
+# not run it. About 10 minutes the first time, 3-4 minutes with the cached chroot (~/.cache/dfer-edge).
+arm64-check: $(VENV)/.runtime
+	X86_DFER=$(abspath $(BIN))/dfer-edge bash benchmarks/arm64/check.sh
