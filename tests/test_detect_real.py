@@ -166,3 +166,28 @@ def test_ready_crop_geometry(detector):
     # The fallback rect is READY_FALLBACK of the unpadded crop (to rounding in working pixels).
     box = rc.to_original(np.array(rect_to_box(rc.rect)).reshape(2, 2)).ravel()
     np.testing.assert_allclose(box, np.array(extract.READY_FALLBACK) * 48, atol=0.5 / s + 1e-9)
+
+
+def test_saved_detector_is_dlibs_own():
+    """The shipped copy of dlib's frontal detector (fast to load) finds exactly what dlib's embedded one
+    finds, with the same scores, on real photos at both upsampling levels."""
+    import dlib
+
+    from dfer_edge.detect import DETECTOR_FILE, load_frontal_detector
+
+    assert DETECTOR_FILE.is_file()
+    saved, embedded = load_frontal_detector(), dlib.get_frontal_face_detector()
+    assert isinstance(saved, dlib.fhog_object_detector)
+    photos = sorted(PHOTOS.glob("*.jp*g"))
+    if not photos:
+        pytest.skip(f"shared test data not available: {PHOTOS}")
+    found = 0
+    for p in photos:
+        img = working_image(load_gray(p)).image
+        for up in (0, 1):
+            a, b = saved.run(img, up, -0.5), embedded.run(img, up, -0.5)
+            assert [(r.left(), r.top(), r.right(), r.bottom()) for r in a[0]] == \
+                   [(r.left(), r.top(), r.right(), r.bottom()) for r in b[0]], p.name
+            assert a[1] == pytest.approx(b[1]) and a[2] == b[2]
+            found += len(a[0])
+    assert found >= 8

@@ -71,6 +71,9 @@ def test_installed_package_carries_the_model(installed):
     assert model.with_suffix(".json").is_file()
     meta = json.loads(model.with_suffix(".json").read_text())
     assert len(meta["labels"]) == 7
+    # The kiosk page and the fast-loading copy of dlib's face detector are package data too.
+    assert (installed / "dfer_edge" / "kiosk.html").is_file()
+    assert (installed / "dfer_edge" / "frontal_face_detector.svm").stat().st_size > 100_000
 
 
 def test_installed_copy_runs_on_its_own(installed, tmp_path):
