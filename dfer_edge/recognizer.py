@@ -25,13 +25,10 @@ class Category:
     score: float
 
 
-@dataclass(frozen=True)
-class Face:
-    """One face: where it is (original-image pixels) and what it expresses."""
+class Scored:
+    """The top label and its score, for anything holding `probabilities` (Face, TrackedFace)."""
 
-    box: tuple[int, int, int, int]  # x1, y1, x2, y2: the detector box grown by BOX_MARGIN, clipped
-    landmarks: np.ndarray  # (68, 2) float, original-image pixels
-    probabilities: dict[str, float]  # in LABELS order
+    probabilities: dict[str, float]
 
     @property
     def label(self) -> str:
@@ -40,6 +37,15 @@ class Face:
     @property
     def score(self) -> float:
         return self.probabilities[self.label]
+
+
+@dataclass(frozen=True)
+class Face(Scored):
+    """One face: where it is (original-image pixels) and what it expresses."""
+
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2: the detector box grown by BOX_MARGIN, clipped
+    landmarks: np.ndarray  # (68, 2) float, original-image pixels
+    probabilities: dict[str, float]  # in LABELS order
 
     @property
     def categories(self) -> list[Category]:

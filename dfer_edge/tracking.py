@@ -21,7 +21,7 @@ from .detect import rect_to_box, working_image
 from .extract import face_inputs, mirrored
 from .image import array_to_gray
 from .labels import LABELS
-from .recognizer import BOX_MARGIN, Recognizer
+from .recognizer import BOX_MARGIN, Recognizer, Scored
 
 STAGES = ("preprocess", "detect", "landmarks", "crops+features", "inference")
 
@@ -103,7 +103,7 @@ class Track:
 
 
 @dataclass(frozen=True)
-class TrackedFace:
+class TrackedFace(Scored):
     """One face in one frame, in original frame pixels."""
 
     id: int
@@ -111,14 +111,6 @@ class TrackedFace:
     landmarks: np.ndarray
     probabilities: dict[str, float]  # smoothed when smoothing is on
     detected: bool  # this frame's box came from the detector, not from tracking
-
-    @property
-    def label(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
-
-    @property
-    def score(self) -> float:
-        return self.probabilities[self.label]
 
     def to_dict(self) -> dict:
         return {"id": self.id, "box": list(self.box), "label": self.label, "score": round(self.score, 6),
