@@ -29,11 +29,11 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import DferError, ModelError
+from .model import SHIPPED_VARIANTS as VARIANTS  # --model NAME -> models/dfer-NAME.tflite
 
 STAGES = ("decode", "preprocess", "detect", "landmarks", "crops_features", "inference")
 # Short column headings for the table, in STAGES order.
 STAGE_HEADINGS = ("decode", "prep", "detect", "lmk", "crops", "infer")
-VARIANTS = ("int8", "float16", "float32", "dynamic")  # --model NAME -> models/dfer-NAME.tflite
 PERCENTILES = (50, 90, 99)
 COLD_START_TIMEOUT = 300  # s
 
@@ -108,7 +108,7 @@ def resolve_models(specs: Iterable[str] | str | None) -> tuple[list[Path], list[
     """--model values -> (existing model files, warnings). A variant name (int8, float16, float32,
     dynamic) means models/dfer-NAME.tflite next to the shipped model and is skipped with a warning if
     absent; a path that does not exist is an error. No value: the shipped model."""
-    from .model import default_model_path
+    from .model import default_model_path, model_path
 
     names = split_list(specs)
     if not names:
@@ -117,7 +117,7 @@ def resolve_models(specs: Iterable[str] | str | None) -> tuple[list[Path], list[
     warnings: list[str] = []
     for n in names:
         if n in VARIANTS:
-            p = default_model_path().parent / f"dfer-{n}.tflite"
+            p = model_path(n)
             if not p.is_file():
                 warnings.append(f"model variant {n}: {p} not found, skipped")
                 continue

@@ -21,7 +21,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 EXIT_BAD_INPUT = 1
 EXIT_SETUP = 2
 
-ModelOpt = typer.Option(None, "--model", help="expression model .tflite (default: the shipped int8 model)")
+ModelOpt = typer.Option(None, "--model", help="expression model: a .tflite path, or a shipped variant: int8 "
+                        "(default), dynamic (fastest on x86), float16, float32")
 LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark model file")
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")

@@ -61,6 +61,20 @@ def default_model_path() -> Path:
     return Path(str(importlib.resources.files("dfer_edge.models") / DEFAULT_MODEL_NAME))
 
 
+SHIPPED_VARIANTS = ("int8", "float16", "float32", "dynamic")  # models/dfer-NAME.tflite
+
+
+def model_path(spec: str | os.PathLike | None) -> Path:
+    """--model value -> file: None is the shipped int8 model; a variant name (int8, dynamic, float16,
+    float32) is that shipped variant, unless a file of that name exists here; anything else is a path."""
+    if not spec:
+        return default_model_path()
+    s = str(spec)
+    if s in SHIPPED_VARIANTS and not Path(s).exists():
+        return default_model_path().with_name(f"dfer-{s}.tflite")
+    return Path(spec)
+
+
 def metadata_path(model_path: Path) -> Path:
     return model_path.with_suffix(".json")
 
@@ -117,10 +131,11 @@ class ExpressionModel:
 
     def __init__(self, path: str | os.PathLike | None = None, num_threads: int | None = None,
                  interpreter: str = "auto") -> None:
-        self.path = Path(path) if path else default_model_path()
+        self.path = model_path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} not found; pass --model PATH to a .tflite exported by "
-                             "`python -m convert export`, or reinstall dfer-edge for the default model")
+                             f"`python -m convert export` or a shipped variant ({', '.join(SHIPPED_VARIANTS)}), "
+                             "or reinstall dfer-edge for the default model")
         meta = read_metadata(self.path)
         cls, self.interpreter_name, self.interpreter_version = load_interpreter_class(interpreter)
         self._interp_cls = cls

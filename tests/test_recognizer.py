@@ -85,3 +85,12 @@ def test_a_broken_interpreter_is_replaced_and_answers_the_same():
         m._interp.invoke()
     np.testing.assert_allclose(m._invoke(zeros), want)
     assert m.recoveries == 1
+
+
+def test_model_variant_names_pick_the_shipped_files():
+    from dfer_edge.model import SHIPPED_VARIANTS, ExpressionModel, default_model_path
+
+    for name in SHIPPED_VARIANTS:
+        m = ExpressionModel(name, num_threads=1)
+        assert m.path == default_model_path().with_name(f"dfer-{name}.tflite")
+        assert m.info.metadata["variant"] == name
