@@ -44,7 +44,9 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH) -> Workin
             gray = cv2.resize(gray[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
             h, w = gray.shape[:2]
         s = width / w
-        gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR)
+        # LINEAR_EXACT: bit-exact fixed point, so x86 and a Pi's arm64 give the same working image (plain
+        # INTER_LINEAR differed on arm64 and moved probabilities by 0.04); 0.03-0.1 ms more.
+        gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR_EXACT)
         scale = s / k if k >= 2 else s
     return WorkingImage(cv2.equalizeHist(gray), scale)
 
