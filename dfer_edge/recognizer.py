@@ -26,8 +26,9 @@ class Category:
 
 
 class Scored:
-    """The top label and its score, for anything holding `probabilities` (Face, TrackedFace)."""
+    """The top label and its score, for anything holding a `box` and `probabilities` (Face, TrackedFace)."""
 
+    box: tuple[int, int, int, int]
     probabilities: dict[str, float]
 
     @property
@@ -37,6 +38,10 @@ class Scored:
     @property
     def score(self) -> float:
         return self.probabilities[self.label]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,13 @@ class Face(Scored):
         """All labels, most likely first."""
         return sorted((Category(k, v) for k, v in self.probabilities.items()), key=lambda c: -c.score)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+
+def report_box(box: tuple[float, float, float, float], to_original: float, width: int,
+               height: int) -> tuple[int, int, int, int]:
+    """A detector-convention box in working pixels -> the reported box: grown by BOX_MARGIN, in original
+    pixels, clipped to the original image."""
+    x1, y1, x2, y2 = (v * to_original for v in geometry.grow_box(box, BOX_MARGIN))
+    return max(0, round(x1)), max(0, round(y1)), min(width, round(x2)), min(height, round(y2))
 
 
 @dataclass
@@ -85,7 +94,8 @@ class Recognizer:
         self.model = ExpressionModel(o.model, num_threads=o.num_threads, interpreter=o.interpreter)
         self.landmarks = LandmarkModel(o.landmarks)
         self.detector = FaceDetector(o.upsample, o.min_score, o.detect_width)
-        self._crop_detector: FaceDetector | None = None  # built on first predict_crop (costs ~0.4 s)
+        # Ready crops are scanned without upsampling: predict_crop upscales them to 256 px first.
+        self._crop_detector = FaceDetector(0)
 
     def __enter__(self) -> Recognizer:
         return self
@@ -101,12 +111,16 @@ class Recognizer:
     def labels(self) -> tuple[str, ...]:
         return LABELS
 
-    def classify(self, inputs: FaceInputs) -> dict[str, float]:
-        """Probabilities (LABELS order) for one face's extracted inputs."""
+    def probabilities(self, inputs: FaceInputs) -> np.ndarray:
+        """Probabilities as an array in LABELS order (flip-averaged when the options say so)."""
         p = self.model(inputs)
         if self.options.flip_average:
             p = (p + self.model(mirrored(inputs, self.model.info.feature_mode))) / 2.0
-        return {lab: float(v) for lab, v in zip(LABELS, p)}
+        return p
+
+    def classify(self, inputs: FaceInputs) -> dict[str, float]:
+        """Probabilities (LABELS order) for one face's extracted inputs."""
+        return {lab: float(v) for lab, v in zip(LABELS, self.probabilities(inputs))}
 
     def predict(self, image: ImageInput) -> list[Face]:
         """Every face the detector finds, largest first. No face: an empty list."""
@@ -118,8 +132,7 @@ class Recognizer:
         for rect in self.detector(work.image):
             pts = self.landmarks(work.image, rect)
             inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode)
-            x1, y1, x2, y2 = (v * to_original for v in geometry.grow_box(rect_to_box(rect), BOX_MARGIN))
-            box = (max(0, int(round(x1))), max(0, int(round(y1))), min(w, int(round(x2))), min(h, int(round(y2))))
+            box = report_box(rect_to_box(rect), to_original, w, h)
             faces.append(Face(box, pts * to_original, self.classify(inputs)))
         return faces
 
@@ -132,9 +145,6 @@ class Recognizer:
         """An image that is already a face crop (e.g. FER2013's 48x48): the whole image is the face."""
         gray = load_gray(image)
         h, w = gray.shape
-        if self._crop_detector is None:
-            # Ready crops are scanned without upsampling: the crop is already upscaled to 256 px.
-            self._crop_detector = FaceDetector(0)
         inputs, rc = ready_crop_inputs(gray, self._crop_detector, self.landmarks,
                                        self.model.info.crop_size, self.model.info.feature_mode)
         return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self.classify(inputs))

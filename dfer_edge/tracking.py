@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 import dlib
 import numpy as np
 
-from . import geometry
 from .detect import rect_to_box, working_image
-from .extract import face_inputs, mirrored
+from .extract import face_inputs
 from .image import array_to_gray
 from .labels import LABELS
-from .recognizer import BOX_MARGIN, Recognizer, Scored
+from .recognizer import Recognizer, Scored, report_box
 
 STAGES = ("preprocess", "detect", "landmarks", "crops+features", "inference")
 
@@ -113,8 +112,7 @@ class TrackedFace(Scored):
     detected: bool  # this frame's box came from the detector, not from tracking
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "box": list(self.box), "label": self.label, "score": round(self.score, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+        return {"id": self.id, **super().to_dict()}
 
 
 @dataclass
@@ -179,16 +177,12 @@ class FaceTracker:
         for track, pts in found:
             inputs = face_inputs(work.image, pts, info.crop_size, info.feature_mode)
             t0 = self.times.add("crops+features", t0)
-            p = self.rec.model(inputs)
-            if self.rec.options.flip_average:
-                p = (p + self.rec.model(mirrored(inputs, info.feature_mode))) / 2.0
+            p = self.rec.probabilities(inputs)
             t0 = self.times.add("inference", t0)
             track.probs = ema(track.probs, p, t - track.t, self.smooth)
             track.t = t
-            x1, y1, x2, y2 = (v * k for v in geometry.grow_box(track.box, BOX_MARGIN))
-            box = (max(0, round(x1)), max(0, round(y1)), min(w, round(x2)), min(h, round(y2)))
-            faces.append(TrackedFace(track.id, box, pts * k, {lab: float(v) for lab, v in zip(LABELS, track.probs)},
-                                     detect))
+            faces.append(TrackedFace(track.id, report_box(track.box, k, w, h), pts * k,
+                                     {lab: float(v) for lab, v in zip(LABELS, track.probs)}, detect))
         return faces, detect
 
     def _follow(self, image: np.ndarray, t0: float) -> tuple[list | None, float]:
