@@ -354,7 +354,7 @@ def watch(
 
     tracker = FaceTracker(rec, detect_every=detect_every, smooth=smooth, max_faces=max_faces)
     try:
-        summary = run(tracker, src, WatchOptions(detect_every, smooth, max_frames, duration, save, max_faces), emit)
+        summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit)
     except BrokenPipeError:  # the consumer of --jsonl went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)

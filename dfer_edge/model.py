@@ -142,13 +142,13 @@ class ExpressionModel:
         self.recoveries = 0  # interpreters replaced after a failed call (see _recover)
         try:
             self._interp = cls(model_path=str(self.path), num_threads=num_threads)
-            self._runner = self._interp.get_signature_runner()
+            runner = self._interp.get_signature_runner()
         except (ValueError, RuntimeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"model file {self.path} cannot be loaded ({msg}); it is corrupt or not a "
                              "TFLite model with a signature: re-export it with `python -m convert export`") from None
         self.num_threads = num_threads
-        details = self._runner.get_input_details()
+        details = runner.get_input_details()
         missing = [n for n in INPUT_NAMES if n not in details]
         if missing or len(details) != len(INPUT_NAMES):
             raise ModelError(f"model {self.path} has inputs {sorted(details)}; expected exactly "
@@ -164,10 +164,10 @@ class ExpressionModel:
         fshape = [int(x) for x in details["features"]["shape"]]
         if fshape[-1] != 13:
             raise ModelError(f"model {self.path}: input features has shape {fshape}; expected [1, 13]")
-        outs = self._runner.get_output_details()
+        outs = runner.get_output_details()
         if len(outs) != 1:
             raise ModelError(f"model {self.path} has {len(outs)} outputs; expected one probability vector")
-        self._out_name, out = next(iter(outs.items()))
+        out = next(iter(outs.values()))
         n_out = int(out["shape"][-1])
         labels = tuple(meta.get("labels", LABELS))
         if len(labels) != n_out:
@@ -187,11 +187,13 @@ class ExpressionModel:
         if self._order is None:
             raise ModelError(f"model {self.path}: labels {labels} must be a permutation of {LABELS}")
         # From here on the interpreter is driven directly through the tensor indices the signature
-        # named (binding stays by name); the signature runner re-checks and re-allocates on every call.
+        # named (binding stays by name); the signature runner re-checks and re-allocates on every call,
+        # so it is used only to read those names, and dropped: allocate_tensors refuses to run while it
+        # holds views of the interpreter's buffers.
+        del runner
         self._idx = {n: int(details[n]["index"]) for n in INPUT_NAMES}
         self._out_idx = int(out["index"])
         self._shape = {n: tuple(int(x) for x in details[n]["shape"]) for n in INPUT_NAMES}
-        self._runner = None
         # uint8 crop -> model input in one table look-up (pixels / 255, then quantised if the model is int8).
         self._lut = {n: self._quantise(n, (np.arange(256, dtype=np.float32) / 255.0)) for n in ("right_eye", "left_eye", "mouth")}
         # Allocation and one warm-up call build the delegate (slow, and chatty on stderr).

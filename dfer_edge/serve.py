@@ -105,7 +105,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
     stats = {"requests": 0, "errors": 0, "started": time.time()}
     page = kiosk_page()
 
-    def predict_locked(data: bytes, name: str, largest: bool) -> list:
+    def predict_locked(data: bytes, largest: bool) -> list:
         with lock:
             if largest:
                 f = recognizer.predict_largest(data)
@@ -125,7 +125,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
         t0 = time.perf_counter()
         try:
             data, name = await image_bytes(request, max_bytes)
-            faces = await run_in_threadpool(predict_locked, data, name, largest)
+            faces = await run_in_threadpool(predict_locked, data, largest)
         except HTTPProblem as e:
             return problem(e.status, name, str(e))
         except DferError as e:  # not an image, too many pixels, ...

@@ -24,12 +24,11 @@ LIVE_SAVE_FPS = 15.0  # a camera's nominal rate says little about how many frame
 
 @dataclass
 class WatchOptions:
-    detect_every: int = 10  # run HOG on every Nth frame, follow faces by landmarks in between
-    smooth: float = 0.3  # seconds: time constant of the per-face moving average; 0 = raw
+    """When to stop and what to write; how faces are found and smoothed is the FaceTracker's business."""
+
     max_frames: int | None = None
     duration: float | None = None  # seconds of source time (a file's timestamps, or wall time live)
     save: Path | None = None  # annotated video
-    max_faces: int | None = None  # follow at most this many faces (largest first)
 
 
 @dataclass
