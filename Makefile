@@ -49,14 +49,14 @@ model: $(VENV)/.dev
 	    --val $(CACHE)/fer_val.npz --epochs $(EPOCHS) --out $(RUN)
 	cp $(RUN)/model.keras models/dfer.keras
 	$(BIN)/python -m convert export models/dfer.keras --out-dir models --rep $(CACHE)/fer_train.npz --rep $(CACHE)/kdef.npz --rep-count 500 \
-	    --note "trained on FER2013 train (original labels) + KDEF minus the subjects in convert/kdef_split.json"
+	    --note "trained on FER2013 train (original labels) + KDEF minus the held-out subjects in convert/kdef_split.json; see MODEL_CARD.md"
 	$(MAKE) parity evaluate
 
 # Parity needs the extraction caches (the first three lines of `model`) and the float model models/dfer.keras.
 parity: $(VENV)/.dev
-	$(BIN)/python -m convert parity models/dfer.keras models/dfer-int8.tflite models/dfer-dynamic.tflite \
+	$(BIN)/python -m convert parity models/dfer.keras models/dfer-int8.tflite models/dfer-int8-full.tflite models/dfer-dynamic.tflite \
 	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/fer_val.npz --markdown models/parity-fer2013-val.md
-	$(BIN)/python -m convert parity models/dfer.keras models/dfer-int8.tflite models/dfer-dynamic.tflite \
+	$(BIN)/python -m convert parity models/dfer.keras models/dfer-int8.tflite models/dfer-int8-full.tflite models/dfer-dynamic.tflite \
 	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/kdef.npz --heldout-only --markdown models/parity-kdef-heldout.md
 
 evaluate: $(VENV)/.runtime

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     add_train_args(t)
     t.set_defaults(func=_train)
 
-    x = sub.add_parser("export", help="Keras model (.keras or legacy .h5) -> float32/float16/dynamic/int8 "
+    x = sub.add_parser("export", help="Keras model (.keras or legacy .h5) -> float32/float16/dynamic/int8/int8-full "
                                            "TFLite + metadata")
     from .export import add_export_args
 

@@ -162,7 +162,7 @@ class LoadedModel:
 
     def write_saved_model(self, path: str) -> None:
         if self.wrapped is not None:
-            self.wrapped.export(path, verbose=False)
+            self.wrapped.export(path, verbose=False, input_signature=[batch_of_one(self.wrapped)])
         else:
             tf_keras_saved_model(self.model, self.spec, path)
 
@@ -205,12 +205,21 @@ def wrap_keras3(model, spec: InputSpec):
     return keras.Model([ins[c] for c in INPUT_NAMES], y, name="dfer_imported")
 
 
+def batch_of_one(model) -> list:
+    """A Keras 3 model's input signature with the batch fixed to 1 (the runtime's only batch). With the
+    batch left open, Flatten becomes SHAPE/STRIDED_SLICE/PACK/RESHAPE at run time, which XNNPACK does not
+    take, so the graph ran as two delegate partitions with interpreter ops between them."""
+    import tensorflow as tf
+
+    return [tf.TensorSpec((1, *i.shape[1:]), tf.float32, name=i.name) for i in model.inputs]
+
+
 def tf_keras_saved_model(model, spec: InputSpec, path: str) -> None:
     """SavedModel whose serving_default takes the canonical names and calls the tf_keras model."""
     import tensorflow as tf
 
-    sigs = [tf.TensorSpec([None, spec.size, spec.size, 1], tf.float32, name=c) for c in CROP_INPUTS]
-    sigs.append(tf.TensorSpec([None, geometry.N_FEATURES], tf.float32, name="features"))
+    sigs = [tf.TensorSpec([1, spec.size, spec.size, 1], tf.float32, name=c) for c in CROP_INPUTS]
+    sigs.append(tf.TensorSpec([1, geometry.N_FEATURES], tf.float32, name="features"))  # see batch_of_one
     canon_of = {n: c for c, n in spec.source.items()}
     module = tf.Module()
     module.model = model  # tracked: its variables go into the SavedModel

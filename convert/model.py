@@ -19,10 +19,12 @@ def _conv(x, filters: int, stride: int, name: str, bn: bool):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def _crop_branch(inp, part: str, w: int, bn: bool):
-    """Conv(16,s3) -> Conv(32,s2) -> eyes: MaxPool -> Conv(64,s2) / mouth: Conv(64,s2) -> MaxPool; 4x4x64."""
-    x = _conv(inp, 16 * w, 3, f"{part}_c1", bn)
-    x = _conv(x, 32 * w, 2, f"{part}_c2", bn)
+def _crop_branch(inp, part: str, w: int, bn: bool, early: float = 1.0):
+    """Conv(16,s3) -> Conv(32,s2) -> eyes: MaxPool -> Conv(64,s2) / mouth: Conv(64,s2) -> MaxPool; 4x4x64.
+    `early` widens only the first two convolutions, which are cheap in parameters (the 4x4x64 output and
+    everything after it stay the same size)."""
+    x = _conv(inp, round(16 * w * early), 3, f"{part}_c1", bn)
+    x = _conv(x, round(32 * w * early), 2, f"{part}_c2", bn)
     if part == "mouth":
         x = _conv(x, 64 * w, 2, f"{part}_c3", bn)
         x = layers.MaxPooling2D(2, padding="same", name=f"{part}_pool")(x)
@@ -34,7 +36,7 @@ def _crop_branch(inp, part: str, w: int, bn: bool):
 
 def build_model(size: int = 96, width: int = 1, dropout: float = 0.3, bn: bool = True,
                 feature_mean: np.ndarray | None = None, feature_var: np.ndarray | None = None,
-                l2: float = 0.0) -> keras.Model:
+                l2: float = 0.0, branch_width: float = 1.0) -> keras.Model:
     """DEVELOPERS.md's network. `width` multiplies every conv/dense width; the shape stays.
 
     Feature standardisation lives inside the model (a fixed Normalization layer), so the runtime
@@ -47,9 +49,9 @@ def build_model(size: int = 96, width: int = 1, dropout: float = 0.3, bn: bool =
     feats = keras.Input((N_FEATURES,), name="features")
 
     x = layers.Concatenate(name="crops")([
-        _crop_branch(eyes_r, "right_eye", width, bn),
-        _crop_branch(eyes_l, "left_eye", width, bn),
-        _crop_branch(mouth, "mouth", width, bn),
+        _crop_branch(eyes_r, "right_eye", width, bn, branch_width),
+        _crop_branch(eyes_l, "left_eye", width, bn, branch_width),
+        _crop_branch(mouth, "mouth", width, bn, branch_width),
     ])
     x = _conv(x, 64 * width, 2, "joint_c1", bn)
     x = _conv(x, 32 * width, 2, "joint_c2", bn)

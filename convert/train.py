@@ -25,6 +25,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--width", type=int, default=1, help="width multiplier of every layer")
+    p.add_argument("--branch-width", type=float, default=1.0,
+                   help="extra multiplier of the first two convolutions of each crop branch only")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--l2", type=float, default=0.0)
     p.add_argument("--label-smoothing", type=float, default=0.0)
@@ -120,7 +122,8 @@ def train_main(a: argparse.Namespace) -> None:
     val_sets = load_sets(a.val, "original", False) + load_sets(with_subjects,
                                                                "original", False)
     feats = D.features(tr.landmarks)
-    model = build_model(tr.right_eye.shape[1], a.width, a.dropout, True, feats.mean(0), feats.var(0) + 1e-6, a.l2)
+    model = build_model(tr.right_eye.shape[1], a.width, a.dropout, True, feats.mean(0), feats.var(0) + 1e-6, a.l2,
+                        a.branch_width)
     w = class_weights(tr.target, a.class_weight)
     sample_w = (tr.target * w).sum(1)
     aug = None if a.no_augment else D.Augment()

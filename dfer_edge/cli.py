@@ -22,7 +22,7 @@ EXIT_BAD_INPUT = 1
 EXIT_SETUP = 2
 
 ModelOpt = typer.Option(None, "--model", help="expression model: a .tflite path, or a shipped variant: int8 "
-                        "(default), dynamic (fastest on x86), float16, float32")
+                        "(default), int8-full (integer-only), dynamic, float16, float32")
 LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark model file")
 UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
 ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
@@ -238,7 +238,7 @@ def bench(
     iterations: int = typer.Option(30, "--iterations", "-n", min=1, help="timed passes over the images"),
     warmup: int = typer.Option(3, "--warmup", min=0, help="untimed passes first"),
     model: Optional[list[str]] = typer.Option(
-        None, "--model", help="model .tflite paths or variant names (int8, float16, float32, dynamic: "
+        None, "--model", help="model .tflite paths or variant names (int8, int8-full, dynamic, float16, float32: "
         "models/dfer-NAME.tflite); repeat or comma-separate (default: the shipped model)"),
     interpreter: str = typer.Option("auto", "--interpreter", help="comma list of auto, litert, tflite-runtime"),
     threads: Optional[str] = typer.Option(None, "--threads", help="comma list, e.g. 1,2,4 (default: the interpreter's choice)"),

@@ -60,6 +60,7 @@ def check_run(run: dict, images: list[Path]) -> None:
         check_percentiles(run["stages"][s])
     e2e = run["end_to_end"]
     check_percentiles(e2e)
+    check_percentiles(run["model_call"])  # one model call on one face (every image here has a face)
     assert e2e["images_per_s"] > 0 and e2e["faces_per_s"] > 0
     assert run["faces"] >= 1
     assert run["peak_rss_mib"] > 0 and run["model_size_kib"] > 0

@@ -112,22 +112,42 @@ def test_float32_export_matches_keras(real_exports, fer_val_arrays, fer_val_face
     np.testing.assert_allclose(runtime, real_exports.keras_probs, atol=1e-4)
 
 
-def test_int8_export_is_close_to_keras(real_exports, fer_val_arrays):
+@pytest.mark.parametrize("variant", ["int8", "int8_full"])
+def test_int8_export_is_close_to_keras(real_exports, fer_val_arrays, variant):
     _, x = fer_val_arrays
     ref = real_exports.keras_probs
-    got = run_probs(ExpressionModel(real_exports.int8, num_threads=1), x)
+    got = run_probs(ExpressionModel(getattr(real_exports, variant), num_threads=1), x)
     assert np.abs(got - ref).max() < 0.1
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.8
 
 
-def test_int8_export_has_int8_inputs_and_is_dequantised(real_exports, fer_val_faces):
-    m = ExpressionModel(real_exports.int8, num_threads=1)
+def test_int8_full_export_has_int8_inputs_and_is_dequantised(real_exports, fer_val_faces):
+    m = ExpressionModel(real_exports.int8_full, num_threads=1)
     assert m.info.input_dtypes == {n: "int8" for n in INPUT_NAMES}
-    assert m.info.metadata["variant"] == "int8"
+    assert m.info.metadata["variant"] == "int8-full"
     for f in fer_val_faces.faces[:10]:
         p = m(f)
         assert p.shape == (len(LABELS),)
         assert (p >= 0).all() and abs(p.sum() - 1.0) < 1e-6
+
+
+def test_int8_export_keeps_only_the_first_convolutions_in_float(real_exports):
+    """The default int8 recipe: float inputs feed three float convolutions; every other op is int8, and
+    the batch is fixed at one, so no run-time shape ops split the graph."""
+    m = ExpressionModel(real_exports.int8, num_threads=1)
+    assert m.info.input_dtypes == {n: "float32" for n in INPUT_NAMES}
+    assert m.info.metadata["variant"] == "int8"
+    it = m._interp
+    dtype = {t["index"]: np.dtype(t["dtype"]) for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    convs = [op for op in ops if op["op_name"] == "CONV_2D"]
+    float_convs = [op for op in convs if dtype[op["outputs"][0]] == np.float32]
+    inputs = {int(d["index"]) for d in it.get_input_details()}
+    assert len(float_convs) == 3 and all(op["inputs"][0] in inputs for op in float_convs)
+    assert all(dtype[op["outputs"][0]] == np.int8 for op in convs if op not in float_convs)
+    fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    assert fcs and all(dtype[op["outputs"][0]] == np.int8 for op in fcs)
+    assert not [op for op in ops if op["op_name"] in ("SHAPE", "PACK", "STRIDED_SLICE")]
 
 
 def test_shipped_int8_model_runs_on_real_faces(fer_val_faces):

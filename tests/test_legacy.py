@@ -153,10 +153,10 @@ def seed_h5(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def seed_exports(seed_h5, tmp_path_factory):
-    """The seed-like .h5, float32 + int8, with parity printed on real FER2013 val faces."""
+    """The seed-like .h5, float32 + int8 + int8-full, with parity printed on real FER2013 val faces."""
     need(FER_VAL)
     out = tmp_path_factory.mktemp("seed-out")
-    log = run_export(seed_h5, "--out-dir", out, "--name", "seed", "--variants", "float32,int8",
+    log = run_export(seed_h5, "--out-dir", out, "--name", "seed", "--variants", "float32,int8,int8-full",
                      "--features", "seed-pixels", "--rep", FER_VAL, "--rep-count", 20,
                      "--parity-data", FER_VAL, "--parity-limit", 14)
     return out / "seed-float32.tflite", out / "seed-int8.tflite", log
@@ -198,7 +198,8 @@ def test_export_renames_inputs_and_writes_metadata(seed_exports):
     from dfer_edge.model import ExpressionModel
 
     f32, i8, log = seed_exports
-    for path, dtype in ((f32, "float32"), (i8, "int8")):
+    # int8 keeps the first convolutions in float, so its inputs are float; int8-full is integer-only.
+    for path, dtype in ((f32, "float32"), (i8, "float32"), (i8.with_name("seed-int8-full.tflite"), "int8")):
         meta = json.loads(path.with_suffix(".json").read_text())
         assert meta["features"] == "seed-pixels"
         assert meta["labels"] == list(LABELS)
@@ -213,7 +214,7 @@ def test_export_renames_inputs_and_writes_metadata(seed_exports):
 def test_export_prints_parity_for_every_variant(seed_exports):
     _, _, log = seed_exports
     rows = {line.split("|")[1].strip(): line for line in log.splitlines() if line.startswith("| seed-")}
-    assert set(rows) == {"seed-float32.tflite", "seed-int8.tflite"}
+    assert set(rows) == {"seed-float32.tflite", "seed-int8.tflite", "seed-int8-full.tflite"}
     assert "14 faces" in log
     cells = [c.strip() for c in rows["seed-float32.tflite"].split("|")]
     assert cells[5] == "100.00%" and float(cells[6]) < 1e-3  # argmax agreement, max prob diff

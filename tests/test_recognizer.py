@@ -73,7 +73,7 @@ def test_a_broken_interpreter_is_replaced_and_answers_the_same():
     from dfer_edge.model import ExpressionModel
 
     m = ExpressionModel(num_threads=1)
-    zeros = {n: np.zeros(m._shape[n], np.int8) for n in m._idx}
+    zeros = {n: np.zeros(m._shape[n], m.info.input_dtypes[n]) for n in m._idx}
     want = m._invoke(zeros)
     m._interp.resize_tensor_input(m._idx["features"], [3, 13])
     try:
