@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dfer_edge.bench import cpu_model  # noqa: E402
 from tests.helpers import write_kdef_video  # noqa: E402  (the same video the tests use)
 
 
@@ -37,16 +38,6 @@ def run_watch(video: Path, every: int, cpu: int | None, extra: list[str]) -> dic
         if r.returncode != 0:
             raise SystemExit(f"watch failed: {r.stderr.strip()}")
         return json.loads(summary.read_text())
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -105,8 +105,8 @@ def split_list(values: Iterable[str] | str | None) -> list[str]:
 
 
 def resolve_models(specs: Iterable[str] | str | None) -> tuple[list[Path], list[str]]:
-    """--model values -> (existing model files, warnings). A variant name (int8, float16, float32,
-    dynamic) means models/dfer-NAME.tflite next to the shipped model and is skipped with a warning if
+    """--model values -> (existing model files, warnings). A variant name (SHIPPED_VARIANTS: int8,
+    int8-full, dynamic, float16, float32) means models/dfer-NAME.tflite next to the shipped model and is skipped with a warning if
     absent; a path that does not exist is an error. No value: the shipped model."""
     from .model import default_model_path, model_path
 

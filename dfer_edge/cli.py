@@ -53,10 +53,6 @@ def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: 
         fail(str(e))
 
 
-def _result(path: str, faces: list | None, error: str | None) -> dict[str, Any]:
-    return {"path": path, "error": error, "faces": [f.to_dict() for f in faces] if faces is not None else []}
-
-
 def _table_rows(r: dict[str, Any]) -> list[str]:
     if r["error"]:
         return []
@@ -98,6 +94,7 @@ def predict(
     from .annotate import draw
     from .image import load_color
     from .inputs import expand
+    from .recognizer import result_record
 
     if json_out and jsonl:
         fail("choose one of --json and --jsonl")
@@ -117,7 +114,7 @@ def predict(
         try:
             # The path itself goes in: errors then name the file, and large JPEGs are decoded reduced.
             faces = rec.predict(f) if not largest else [x for x in [rec.predict_largest(f)] if x]
-            r = _result(str(f), faces, None)
+            r = result_record(str(f), faces, None)
             if annotate:
                 target = _annotated_name(annotate, f, used)
                 if not cv2.imwrite(str(target), draw(load_color(f), faces)):
@@ -126,7 +123,7 @@ def predict(
             bad += 1
             msg = str(e) if str(f) in str(e) else f"{f}: {e}"
             typer.echo(f"error: {msg}", err=True)
-            r = _result(str(f), None, msg)
+            r = result_record(str(f), None, msg)
         if jsonl:
             typer.echo(json.dumps(r))
         elif json_out:

@@ -58,6 +58,12 @@ class Face(Scored):
         return sorted((Category(k, v) for k, v in self.probabilities.items()), key=lambda c: -c.score)
 
 
+def result_record(path: str, faces: list[Scored] | None, error: str | None) -> dict[str, Any]:
+    """The object `predict --json` prints per input and `POST /predict` answers: one definition, so the
+    CLI and the service cannot drift apart."""
+    return {"path": path, "error": error, "faces": [f.to_dict() for f in faces] if faces is not None else []}
+
+
 def report_box(box: tuple[float, float, float, float], to_original: float, width: int,
                height: int) -> tuple[int, int, int, int]:
     """A detector-convention box in working pixels -> the reported box: grown by BOX_MARGIN, in original

@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Any
 
 from .errors import DferError
-from .recognizer import Recognizer
+from .recognizer import Recognizer, result_record
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0  # a client that needs longer than this to send its image is dropped (408)
@@ -114,7 +114,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
 
     def problem(status: int, name: str, message: str) -> JSONResponse:
         stats["errors"] += 1
-        return JSONResponse({"path": name, "error": message, "faces": []}, status_code=status)
+        return JSONResponse(result_record(name, None, message), status_code=status)
 
     @app.post("/predict", summary="Expressions of the faces in one image")
     async def predict(request: Request, largest: bool = False) -> Any:
@@ -130,8 +130,7 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
             return problem(e.status, name, str(e))
         except DferError as e:  # not an image, too many pixels, ...
             return problem(422, name, str(e))
-        return {"path": name, "error": None, "faces": [f.to_dict() for f in faces],
-                "ms": round(1000 * (time.perf_counter() - t0), 2)}
+        return {**result_record(name, faces, None), "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
     @app.get("/health", summary="Liveness and what is loaded")
     def health() -> dict:

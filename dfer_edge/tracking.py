@@ -218,14 +218,15 @@ class FaceTracker:
             pts = self.rec.landmarks(image, rect)
             t0 = self.times.add("landmarks", t0)
             box = rect_to_box(rect)
+            model = BoxModel.from_detection(box, pts)
             best = max(predicted, key=lambda i: iou(box, predicted[i]), default=None)
             if best is not None and iou(box, predicted[best]) >= MATCH_IOU:
                 tr = old[best]
                 del predicted[best]
+                tr.box, tr.points, tr.model = box, pts, model
             else:
-                tr = Track(self.next_id, box, BoxModel.from_detection(box, pts), pts)
+                tr = Track(self.next_id, box, model, pts)
                 self.next_id += 1
-            tr.box, tr.points, tr.model = box, pts, BoxModel.from_detection(box, pts)
             tracks.append(tr)
             found.append((tr, pts))
         self.tracks = tracks
