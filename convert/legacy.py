@@ -324,7 +324,8 @@ def _from_images(root: str, size: int, mode: str, limit: int,
     samples = [samples[i] for i in _spaced(len(samples), limit)] if samples else []
     opts = RecognizerOptions()
     lm = LandmarkModel(opts.landmarks)
-    det, crop_det = FaceDetector(opts.upsample, opts.min_score), FaceDetector(0)
+    det = FaceDetector(opts.upsample, opts.min_score)
+    crop_det = FaceDetector(0, dlib_detector=det.dlib_detector)
     faces, labels, skipped = [], [], 0
     for s in samples:
         try:

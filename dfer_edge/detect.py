@@ -58,13 +58,16 @@ class FaceDetector:
     drops face-like patterns such as badges, at the risk of losing faint real faces.
     """
 
-    def __init__(self, upsample: int = 0, min_score: float = 0.0, width: int | None = None) -> None:
+    def __init__(self, upsample: int = 0, min_score: float = 0.0, width: int | None = None,
+                 dlib_detector=None) -> None:
         if upsample < 0:
             raise ValueError("upsample must be >= 0")
         self.upsample = upsample
         self.min_score = min_score
         self.width = width  # scan a copy shrunk to this width (HOG cost ~ pixels); boxes come back full size
-        self._detector = load_frontal_detector()
+        # The dlib detector keeps no state between calls, so detectors with different settings can share
+        # one (pass another FaceDetector's `dlib_detector`) instead of each loading the file.
+        self.dlib_detector = dlib_detector if dlib_detector is not None else load_frontal_detector()
 
     def __call__(self, image: np.ndarray) -> list[dlib.rectangle]:
         """Every face scoring at least `min_score`, largest first, in `image` pixels."""
@@ -77,9 +80,9 @@ class FaceDetector:
 
     def _detect(self, image: np.ndarray) -> list[dlib.rectangle]:
         if self.min_score == 0.0:
-            rects = list(self._detector(image, self.upsample))
+            rects = list(self.dlib_detector(image, self.upsample))
         else:
-            found, scores, _ = self._detector.run(image, self.upsample, self.min_score)
+            found, scores, _ = self.dlib_detector.run(image, self.upsample, self.min_score)
             rects = list(found)
         rects.sort(key=lambda r: r.area(), reverse=True)
         return rects

@@ -101,7 +101,7 @@ class Recognizer:
         self.landmarks = LandmarkModel(o.landmarks)
         self.detector = FaceDetector(o.upsample, o.min_score, o.detect_width)
         # Ready crops are scanned without upsampling: predict_crop upscales them to 256 px first.
-        self._crop_detector = FaceDetector(0)
+        self._crop_detector = FaceDetector(0, dlib_detector=self.detector.dlib_detector)
 
     def __enter__(self) -> Recognizer:
         return self

@@ -191,3 +191,16 @@ def test_saved_detector_is_dlibs_own():
             assert a[1] == pytest.approx(b[1]) and a[2] == b[2]
             found += len(a[0])
     assert found >= 8
+
+
+def test_detectors_sharing_one_dlib_detector_keep_their_own_settings(detector, angry):
+    """Recognizer's photo and crop detectors share one loaded dlib detector; each call still uses its
+    own settings, in either order."""
+    _, work = angry
+    shared = FaceDetector(1, min_score=0.0, dlib_detector=detector.dlib_detector)
+    assert shared.dlib_detector is detector.dlib_detector
+    boxes = lambda rects: [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]  # noqa: E731
+    plain, upsampled = boxes(detector(work.image)), boxes(shared(work.image))
+    assert plain == boxes(FaceDetector()(work.image)) and plain
+    assert upsampled == boxes(FaceDetector(1)(work.image))
+    assert boxes(detector(work.image)) == plain  # unchanged by the other's call

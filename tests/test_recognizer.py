@@ -57,6 +57,7 @@ def test_largest_and_crop_entry_points(rec):
     areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
     assert largest.box == faces[int(np.argmax(areas))].box
     assert rec.predict_largest(_photo("non_face.jpg")) is None
+    assert rec._crop_detector.dlib_detector is rec.detector.dlib_detector  # loaded once
     crops = sorted(FER_VAL.glob("*/*.jpg"))[:3] if FER_VAL.is_dir() else []
     if not crops:
         pytest.skip(f"{FER_VAL} is not present (shared data missing)")
