@@ -239,7 +239,7 @@ def _staged(rec, data: bytes) -> tuple[list[float], list]:
     t3 = clock()
     points = [rec.landmarks(work.image, r) for r in rects]
     t4 = clock()
-    inputs = [face_inputs(work.image, p, size, mode) for p in points]
+    inputs = [face_inputs(work.image, p, size, mode, rec.model.info.regions) for p in points]
     t5 = clock()
     for x in inputs:
         rec.classify(x)

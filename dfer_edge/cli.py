@@ -166,19 +166,18 @@ def evaluate(
     rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
     errors: list[str] = []
     with typer.progressbar(ds.items, label="evaluating", file=sys.stderr) as items:
-        true, pred, paths = ev.run(rec, items, crops, errors.append)
+        seen = ev.run(rec, items, crops, errors.append)
     for e in errors:
         typer.echo(f"error: {e}", err=True)
-    if len(true) == 0:
+    if len(seen.true) == 0:
         fail("no image could be read")
-    m = ev.metrics(true, pred)
+    m = ev.metrics(seen.true, seen.pred, seen.confidence)
     m["mode"] = "crops" if crops else "detect"
     m["model"] = str(rec.model.path)
+    m["temperature"] = rec.model.temperature
     m["unreadable"] = len(errors)
     if majority is not None:
-        idx = [i for i, p in enumerate(paths) if p.name in majority]
-        fp_true = np.array([majority[paths[i].name] for i in idx], dtype=int)
-        m["ferplus"] = {"n": len(idx), "accuracy": round(float((pred[idx] == fp_true).mean()), 4) if idx else 0.0}
+        m["ferplus"] = ev.ferplus_metrics(seen, majority)
     typer.echo(ev.report(m))
     if json_path:
         try:

@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from .calibration import ECE_BINS, expected_calibration_error, reliability
 from .errors import DferError
 from .inputs import walk_images
 from .labels import LABELS, canonical_label
@@ -55,9 +56,10 @@ def ferplus_majority(votes_csv: str | Path) -> dict[str, int]:
     return out
 
 
-def metrics(true: np.ndarray, pred: np.ndarray) -> dict:
-    """Accuracy, macro-F1, per-class recall and the confusion matrix. pred == -1 means no face found:
-    it counts as wrong and is left out of the confusion matrix (reported per class as no_face)."""
+def metrics(true: np.ndarray, pred: np.ndarray, confidence: np.ndarray | None = None) -> dict:
+    """Accuracy, macro-F1, per-class recall, the confusion matrix and, given the top score of every
+    prediction, the expected calibration error (ECE_BINS bins). pred == -1 means no face found: it counts
+    as wrong, is left out of the confusion matrix (reported per class as no_face) and of the ECE."""
     k = len(LABELS)
     n = len(true)
     conf = np.zeros((k, k), dtype=int)
@@ -74,7 +76,7 @@ def metrics(true: np.ndarray, pred: np.ndarray) -> dict:
             f1s.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
         per_class[LABELS[c]] = {"recall": None if recall is None else round(float(recall), 4), "n": n_c,
                                 "no_face": int(((true == c) & ~found).sum())}
-    return {
+    out = {
         "n": int(n),
         "accuracy": round(float((pred == true).mean()) if n else 0.0, 4),
         "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
@@ -83,13 +85,30 @@ def metrics(true: np.ndarray, pred: np.ndarray) -> dict:
         "confusion": conf.tolist(),
         "labels": list(LABELS),
     }
+    if confidence is not None:
+        c, ok = np.asarray(confidence)[found], (pred == true)[found]
+        out["ece"] = round(expected_calibration_error(c, ok), 4)
+        out["ece_bins"] = ECE_BINS
+        out["reliability"] = reliability(c, ok)
+    return out
+
+
+@dataclass
+class Predictions:
+    """What `run` saw: per readable image its label, the predicted label (-1: no face), the top score
+    (0 without a face) and its path."""
+
+    true: np.ndarray
+    pred: np.ndarray
+    confidence: np.ndarray
+    paths: list[Path]
 
 
 def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
-        on_error: Callable[[str], None] = lambda msg: None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
-    """Predict every item -> (true labels, predicted labels or -1, paths). Unreadable files are reported
-    through `on_error` and left out (they are not the model's fault)."""
-    true, pred, paths = [], [], []
+        on_error: Callable[[str], None] = lambda msg: None) -> Predictions:
+    """Predict every item. Unreadable files are reported through `on_error` and left out (they are not
+    the model's fault)."""
+    true, pred, conf, paths = [], [], [], []
     for path, label in items:
         try:
             if crops:
@@ -101,18 +120,22 @@ def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
             continue
         true.append(label)
         pred.append(LABELS.index(face.label) if face is not None else -1)
+        conf.append(face.score if face is not None else 0.0)
         paths.append(path)
-    return np.array(true, dtype=int), np.array(pred, dtype=int), paths
+    return Predictions(np.array(true, dtype=int), np.array(pred, dtype=int), np.array(conf, dtype=float), paths)
 
 
-def report(m: dict) -> str:
-    """The human-readable summary printed by `dfer-edge evaluate`."""
-    lines = [f"images {m['n']}   accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.4f}   "
-             f"detection rate {100 * m['detection_rate']:.2f}%"]
-    if "ferplus" in m:
-        fp = m["ferplus"]
-        lines.append(f"against FER+ majority labels: accuracy {100 * fp['accuracy']:.2f}% on {fp['n']} images")
-    lines.append("")
+def ferplus_metrics(p: Predictions, majority: dict[str, int]) -> dict:
+    """The same metrics against the FER+ majority label, on the images that have one."""
+    idx = [i for i, path in enumerate(p.paths) if path.name in majority]
+    fp_true = np.array([majority[p.paths[i].name] for i in idx], dtype=int)
+    return metrics(fp_true, p.pred[idx], p.confidence[idx])
+
+
+def _block(m: dict, title: str) -> list[str]:
+    ece = f"   ECE {m['ece']:.4f} ({m['ece_bins']} bins)" if "ece" in m else ""
+    lines = [f"{title}: images {m['n']}   accuracy {100 * m['accuracy']:.2f}%   macro-F1 {m['macro_f1']:.4f}"
+             f"{ece}   detection rate {100 * m['detection_rate']:.2f}%", ""]
     lines.append(f"{'class':<10} {'n':>6} {'recall':>7} {'no face':>8}")
     for lab, pc in m["per_class"].items():
         r = "-" if pc["recall"] is None else f"{100 * pc['recall']:.1f}%"
@@ -123,4 +146,13 @@ def report(m: dict) -> str:
     lines.append(f"{'':<10}" + "".join(f"{s:>7}" for s in short))
     for lab, row in zip(LABELS, m["confusion"]):
         lines.append(f"{lab:<10}" + "".join(f"{v:>7}" for v in row))
+    return lines
+
+
+def report(m: dict) -> str:
+    """The human-readable summary printed by `dfer-edge evaluate`: the folder labels, then (with --votes)
+    the FER+ majority labels, each with accuracy, macro-F1, calibration error and per-class recall."""
+    lines = _block(m, "folder labels")
+    if "ferplus" in m:
+        lines += [""] + _block(m["ferplus"], "FER+ majority labels")
     return "\n".join(lines)

@@ -37,10 +37,11 @@ def features_for(lev: geometry.Levelled, mode: str = "iod") -> np.ndarray:
     raise ValueError(f"unknown feature convention {mode!r}; expected one of {FEATURE_MODES}")
 
 
-def face_inputs(image: np.ndarray, landmarks: np.ndarray, size: int = 96, mode: str = "iod") -> FaceInputs:
+def face_inputs(image: np.ndarray, landmarks: np.ndarray, size: int = 96, mode: str = "iod",
+                regions: geometry.CropRegions = geometry.DEFAULT_REGIONS) -> FaceInputs:
     """Crops and features from landmarks already found on `image` (the working image)."""
     lev = geometry.level(landmarks)
-    c = geometry.crops(image, lev, size)
+    c = geometry.crops(image, lev, size, regions)
     return FaceInputs(c["right_eye"], c["left_eye"], c["mouth"], features_for(lev, mode), landmarks)
 
 
@@ -107,7 +108,8 @@ def ready_crop(gray: np.ndarray, detector: FaceDetector) -> ReadyCrop:
 
 
 def ready_crop_inputs(gray: np.ndarray, detector: FaceDetector, landmarks: LandmarkModel,
-                      size: int = 96, mode: str = "iod") -> tuple[FaceInputs, ReadyCrop]:
+                      size: int = 96, mode: str = "iod",
+                      regions: geometry.CropRegions = geometry.DEFAULT_REGIONS) -> tuple[FaceInputs, ReadyCrop]:
     rc = ready_crop(gray, detector)
     pts = landmarks(rc.image, rc.rect)
-    return face_inputs(rc.image, pts, size, mode), rc
+    return face_inputs(rc.image, pts, size, mode, regions), rc

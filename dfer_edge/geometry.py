@@ -6,6 +6,7 @@ verbatim by training (convert/) and inference.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import cv2
@@ -46,6 +47,39 @@ EYE_RAISE = 0.12  # the eye crop's centre sits this far above the eye centre, to
 MOUTH_SIDE = 0.85
 
 
+@dataclass(frozen=True)
+class CropRegions:
+    """Where the three crops sit, in inter-ocular distances. A model is trained on one set and its sidecar
+    names it ("crop_regions"); models without one use DEFAULT_REGIONS, the first models' regions. The
+    inward shift moves both eye crops towards the nose (the glabella's frown lines), the mouth raise moves
+    the mouth crop up towards the nose (the nasolabial folds); both keep the crops mirror-symmetric, so
+    flipping a face still swaps and flips its crops."""
+
+    eye_side: float = EYE_SIDE
+    eye_raise: float = EYE_RAISE
+    eye_inward: float = 0.0
+    mouth_side: float = MOUTH_SIDE
+    mouth_raise: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "CropRegions":
+        """From a sidecar's or cache's mapping; unknown keys or values outside (-1, 3) are a ValueError."""
+        names = {f.name for f in fields(CropRegions)}
+        bad = [k for k in d if k not in names]
+        if bad:
+            raise ValueError(f"unknown crop region setting(s) {bad}; expected some of {sorted(names)}")
+        vals = {k: float(v) for k, v in d.items()}
+        if any(not -1.0 < v < 3.0 for v in vals.values()) or vals.get("eye_side", 1) <= 0 or vals.get("mouth_side", 1) <= 0:
+            raise ValueError(f"crop regions {d} out of range")
+        return CropRegions(**vals)
+
+
+DEFAULT_REGIONS = CropRegions()
+
+
 class Levelled(NamedTuple):
     """A face's landmarks rotated so the eyes are level, plus the transform that did it."""
 
@@ -71,16 +105,19 @@ def level(points: np.ndarray) -> Levelled:
     return Levelled(lev, m, max(inter_ocular(pts), 1e-6))
 
 
-def crop_boxes(lev: Levelled) -> dict[str, tuple[float, float, float]]:
+def crop_boxes(lev: Levelled, regions: CropRegions = DEFAULT_REGIONS) -> dict[str, tuple[float, float, float]]:
     """Centre (x, y) and side of each crop square, in levelled coordinates."""
-    p, d = lev.points, lev.iod
+    p, d, r = lev.points, lev.iod, regions
     r_eye = p[RIGHT_EYE].mean(axis=0)
     l_eye = p[LEFT_EYE].mean(axis=0)
     mouth = p[MOUTH].mean(axis=0)
+    # The subject's right eye is on the image's left in an upright face: inward is +x for it. In a
+    # mirrored (x-negated) face the sign flips with the eyes' order, so take it from their positions.
+    inward = np.sign(l_eye[0] - r_eye[0]) or 1.0
     return {
-        "right_eye": (r_eye[0], r_eye[1] - EYE_RAISE * d, EYE_SIDE * d),
-        "left_eye": (l_eye[0], l_eye[1] - EYE_RAISE * d, EYE_SIDE * d),
-        "mouth": (mouth[0], mouth[1], MOUTH_SIDE * d),
+        "right_eye": (r_eye[0] + inward * r.eye_inward * d, r_eye[1] - r.eye_raise * d, r.eye_side * d),
+        "left_eye": (l_eye[0] - inward * r.eye_inward * d, l_eye[1] - r.eye_raise * d, r.eye_side * d),
+        "mouth": (mouth[0], mouth[1] - r.mouth_raise * d, r.mouth_side * d),
     }
 
 
@@ -92,11 +129,12 @@ def crop_matrix(levelling: np.ndarray, cx: float, cy: float, side: float, size: 
     return m
 
 
-def crops(image: np.ndarray, lev: Levelled, size: int = 96) -> dict[str, np.ndarray]:
+def crops(image: np.ndarray, lev: Levelled, size: int = 96,
+          regions: CropRegions = DEFAULT_REGIONS) -> dict[str, np.ndarray]:
     """The three size x size uint8 crops. Parts outside the image are padded by edge replication,
     so a face at the border still gives full crops."""
     out = {}
-    for name, (cx, cy, side) in crop_boxes(lev).items():
+    for name, (cx, cy, side) in crop_boxes(lev, regions).items():
         m = crop_matrix(lev.matrix, cx, cy, side, size)
         out[name] = cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE)

@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import ModelError
 from .extract import FEATURE_MODES, FaceInputs
+from .geometry import DEFAULT_REGIONS, CropRegions
 from .labels import LABELS
 
 INPUT_NAMES = ("right_eye", "left_eye", "mouth", "features")
@@ -113,6 +114,7 @@ class ModelInfo:
     feature_mode: str
     input_dtypes: dict[str, str]
     metadata: dict[str, Any] = field(default_factory=dict)
+    regions: CropRegions = DEFAULT_REGIONS  # where the crops sit (the sidecar's "crop_regions")
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -126,6 +128,16 @@ def read_metadata(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ModelError(f"model metadata {meta_file} must be a JSON object; re-export the model")
     return meta
+
+
+def _temperature(meta: dict[str, Any], path: Path) -> float:
+    """The softmax temperature the sidecar's "calibration" holds (1.0, i.e. none, when it holds none)."""
+    cal = meta.get("calibration", {})
+    t = cal.get("temperature", 1.0) if isinstance(cal, dict) else None
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0.05 <= float(t) <= 20.0:
+        raise ModelError(f"model {path}: calibration temperature {t!r} in its metadata must be a number "
+                         "between 0.05 and 20; fix or re-export it")
+    return float(t)
 
 
 class ExpressionModel:
@@ -182,8 +194,13 @@ class ExpressionModel:
         mode = meta.get("features", "iod")
         if mode not in FEATURE_MODES:
             raise ModelError(f"model {self.path}: unknown feature convention {mode!r}; expected one of {FEATURE_MODES}")
+        self.temperature = _temperature(meta, self.path)
+        try:
+            regions = CropRegions.from_dict(meta.get("crop_regions") or {})
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ModelError(f"model {self.path}: crop_regions in its metadata: {e}; fix or re-export it") from None
         self.info = ModelInfo(self.path, labels, size, mode,
-                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta)
+                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta, regions)
         # Reorder outputs into LABELS order whatever order the model declares.
         self._order = np.array([labels.index(lab) for lab in LABELS]) if set(labels) == set(LABELS) else None
         if self._order is None:

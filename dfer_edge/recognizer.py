@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import geometry
+from .calibration import temper
 from .detect import DEFAULT_WIDTH, FaceDetector, rect_to_box, working_image
 from .extract import FaceInputs, face_inputs, mirrored, ready_crop_inputs
 from .image import ImageInput, load_gray, load_gray_for_width
@@ -118,11 +119,12 @@ class Recognizer:
         return LABELS
 
     def probabilities(self, inputs: FaceInputs) -> np.ndarray:
-        """Probabilities as an array in LABELS order (flip-averaged when the options say so)."""
+        """Probabilities as an array in LABELS order: flip-averaged when the options say so, then tempered
+        with the model's calibration temperature, so that a score of 0.7 is right about 70% of the time."""
         p = self.model(inputs)
         if self.options.flip_average:
             p = (p + self.model(mirrored(inputs, self.model.info.feature_mode))) / 2.0
-        return p
+        return temper(p, self.model.temperature)
 
     def classify(self, inputs: FaceInputs) -> dict[str, float]:
         """Probabilities (LABELS order) for one face's extracted inputs."""
@@ -137,7 +139,8 @@ class Recognizer:
         faces = []
         for rect in self.detector(work.image):
             pts = self.landmarks(work.image, rect)
-            inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode)
+            inputs = face_inputs(work.image, pts, self.model.info.crop_size, self.model.info.feature_mode,
+                                 self.model.info.regions)
             box = report_box(rect_to_box(rect), to_original, w, h)
             faces.append(Face(box, pts * to_original, self.classify(inputs)))
         return faces
@@ -152,5 +155,6 @@ class Recognizer:
         gray = load_gray(image)
         h, w = gray.shape
         inputs, rc = ready_crop_inputs(gray, self._crop_detector, self.landmarks,
-                                       self.model.info.crop_size, self.model.info.feature_mode)
+                                       self.model.info.crop_size, self.model.info.feature_mode,
+                                       self.model.info.regions)
         return Face((0, 0, w, h), rc.to_original(inputs.landmarks), self.classify(inputs))

@@ -175,7 +175,7 @@ class FaceTracker:
         k = 1.0 / work.scale
         info = self.rec.model.info
         for track, pts in found:
-            inputs = face_inputs(work.image, pts, info.crop_size, info.feature_mode)
+            inputs = face_inputs(work.image, pts, info.crop_size, info.feature_mode, info.regions)
             t0 = self.times.add("crops+features", t0)
             p = self.rec.probabilities(inputs)
             t0 = self.times.add("inference", t0)

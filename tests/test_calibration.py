@@ -1,0 +1,143 @@
+"""Calibration: temperature scaling, the expected calibration error, and the sidecar's temperature and
+crop regions as the runtime applies them (real shipped model, real interpreter)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from dfer_edge.calibration import expected_calibration_error, reliability, temper
+from dfer_edge.errors import ModelError
+from dfer_edge.geometry import DEFAULT_REGIONS, CropRegions
+from dfer_edge.model import ExpressionModel, default_model_path
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_temper_is_softmax_of_scaled_logits():
+    z = np.random.default_rng(0).normal(0, 2, (50, 7))
+    for t in (0.5, 1.0, 1.7, 4.0):
+        np.testing.assert_allclose(temper(softmax(z), t), softmax(z / t), atol=1e-9)
+
+
+def test_temper_keeps_the_ranking_and_softens_with_t():
+    p = softmax(np.random.default_rng(1).normal(0, 2, (20, 7)))
+    soft, sharp = temper(p, 2.0), temper(p, 0.5)
+    assert (soft.argmax(1) == p.argmax(1)).all() and (sharp.argmax(1) == p.argmax(1)).all()
+    assert (soft.max(1) <= p.max(1) + 1e-12).all() and (sharp.max(1) >= p.max(1) - 1e-12).all()
+    np.testing.assert_allclose(soft.sum(1), 1.0)
+
+
+def test_ece_of_a_known_gap():
+    # Every answer said with 0.9 confidence, 60% of them right: ECE is the gap, 0.3.
+    conf = np.full(100, 0.9)
+    correct = np.arange(100) < 60
+    assert expected_calibration_error(conf, correct) == pytest.approx(0.3)
+    (b,) = reliability(conf, correct)
+    assert (b["n"], b["confidence"], b["accuracy"]) == (100, 0.9, 0.6)
+
+
+def test_ece_of_calibrated_scores_is_small():
+    rng = np.random.default_rng(2)
+    conf = rng.uniform(1 / 7, 1.0, 200_000)
+    correct = rng.random(conf.size) < conf  # right exactly as often as the score says
+    assert expected_calibration_error(conf, correct) < 0.01
+    assert expected_calibration_error(conf, np.ones_like(correct)) > 0.3  # always right: underconfident
+
+
+def test_best_temperature_recovers_a_known_temperature():
+    pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    from convert.calibrate import best_temperature
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 2.5, (20_000, 7))
+    y = np.array([rng.choice(7, p=q) for q in softmax(z)])  # labels drawn from softmax(z)
+    overconfident = softmax(2.0 * z)  # a model twice as sure as it should be
+    assert best_temperature(overconfident, y) == pytest.approx(2.0, abs=0.08)
+
+
+# --- the sidecar ---------------------------------------------------------------------------------
+
+def copy_model(folder, **meta_changes):
+    """The shipped default model, copied into `folder` with its sidecar changed."""
+    src = default_model_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / src.name
+    shutil.copy(src, dst)
+    meta = json.loads(src.with_suffix(".json").read_text())
+    meta.update(meta_changes)
+    dst.with_suffix(".json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_recognizer_applies_the_sidecar_temperature(tmp_path, fer_val_faces):
+    from dfer_edge.recognizer import Recognizer
+
+    plain = Recognizer(model=copy_model(tmp_path / "plain", calibration={}))
+    hot = Recognizer(model=copy_model(tmp_path / "hot", calibration={"temperature": 2.5}))
+    assert (plain.model.temperature, hot.model.temperature) == (1.0, 2.5)
+    for face in fer_val_faces.faces[::9]:
+        p, q = plain.probabilities(face), hot.probabilities(face)
+        np.testing.assert_allclose(q, temper(p, 2.5), atol=1e-9)
+        assert q.argmax() == p.argmax() and q.max() < p.max()
+
+
+@pytest.mark.parametrize("bad", [0, -1, "hot", True, 100.0, [1.0]])
+def test_bad_temperature_is_a_model_error(tmp_path, bad):
+    with pytest.raises(ModelError, match="calibration temperature"):
+        ExpressionModel(copy_model(tmp_path, calibration={"temperature": bad}))
+
+
+def test_crop_regions_come_from_the_sidecar(tmp_path, fer_val_faces):
+    wide = {"eye_side": 0.75, "eye_inward": 0.05, "mouth_side": 1.1, "mouth_raise": 0.12}
+    m = ExpressionModel(copy_model(tmp_path, crop_regions=wide))
+    assert m.info.regions == CropRegions(**wide) != DEFAULT_REGIONS
+    assert ExpressionModel(default_model_path()).info.regions == DEFAULT_REGIONS
+
+
+@pytest.mark.parametrize("bad", [{"eye_width": 1.0}, {"mouth_side": -0.5}, {"eye_side": "big"}, ["x"]])
+def test_bad_crop_regions_are_a_model_error(tmp_path, bad):
+    with pytest.raises(ModelError, match="crop_regions"):
+        ExpressionModel(copy_model(tmp_path, crop_regions=bad))
+
+
+# --- `dfer-edge evaluate` ------------------------------------------------------------------------
+
+def test_evaluate_reports_both_label_sets_with_calibration(tmp_path):
+    import subprocess
+    import sys
+
+    from dfer_edge.labels import LABELS
+    from dfer_edge.evaluate import ferplus_majority
+    from tests.helpers import FER_VAL, SHARED_DATA
+
+    votes = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
+    if not votes.is_file() or not FER_VAL.is_dir():
+        pytest.skip(f"shared data not present: {votes}, {FER_VAL}")
+    tree = tmp_path / "val"
+    for lab in LABELS:
+        (tree / lab).mkdir(parents=True)
+        for f in sorted((FER_VAL / lab).glob("*.jpg"))[:5]:
+            (tree / lab / f.name).symlink_to(f)
+    out = tmp_path / "m.json"
+    r = subprocess.run([sys.executable, "-m", "dfer_edge", "evaluate", str(tree), "--crops", "--votes", str(votes),
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "folder labels: images 35" in r.stdout and "FER+ majority labels: images" in r.stdout
+    assert r.stdout.count("ECE") == 2 and r.stdout.count("macro-F1") == 2
+    m = json.loads(out.read_text())
+    majority = ferplus_majority(votes)
+    n_fp = sum(f.name in majority for lab in LABELS for f in (tree / lab).iterdir())
+    assert m["ferplus"]["n"] == n_fp and set(m["ferplus"]["per_class"]) == set(LABELS)
+    for block in (m, m["ferplus"]):
+        assert 0.0 <= block["ece"] <= 1.0 and block["ece_bins"] == 15
+        assert sum(b["n"] for b in block["reliability"]) == block["n"]  # every crop has a face
+        # The ECE is what the reliability bins say it is.
+        assert block["ece"] == pytest.approx(sum(b["n"] * abs(b["confidence"] - b["accuracy"])
+                                                 for b in block["reliability"]) / block["n"], abs=2e-4)
