@@ -15,14 +15,37 @@ def _extract(a: argparse.Namespace) -> None:
     if a.limit:
         samples = samples[:: max(1, len(samples) // a.limit)][: a.limit]
     counts = extract(samples, a.out, crops=a.crops, landmarks=a.landmarks, size=a.size,
-                     upsample=a.upsample, workers=a.workers)
+                     upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions))
     print(json.dumps(counts))
+
+
+def parse_regions(spec: str):
+    """"eye_side=0.75,mouth_raise=0.1" -> CropRegions (unnamed settings keep their defaults)."""
+    from dfer_edge.geometry import CropRegions
+
+    try:
+        pairs = [kv.split("=") for kv in spec.split(",") if kv.strip()]
+        return CropRegions.from_dict({k.strip(): float(v) for k, v in pairs})
+    except ValueError as e:
+        raise SystemExit(f"error: --crop-regions {spec!r}: {e}") from None
 
 
 def _train(a: argparse.Namespace) -> None:
     from .train import train_main
 
     train_main(a)
+
+
+def _score(a: argparse.Namespace) -> None:
+    from .train import score_main
+
+    score_main(a)
+
+
+def _teach(a: argparse.Namespace) -> None:
+    from .distill import teach_main
+
+    teach_main(a)
 
 
 def _export(a: argparse.Namespace) -> None:
@@ -55,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--landmarks", help="dlib 68-point model path")
     e.add_argument("--size", type=int, default=96, help="crop size (default 96)")
     e.add_argument("--upsample", type=int, default=0, help="HOG upsampling for full photos")
+    e.add_argument("--crop-regions", default="", help="where the crops sit, e.g. eye_side=0.75,eye_inward=0.05,"
+                                                      "mouth_side=1.1,mouth_raise=0.1 (dfer_edge.geometry.CropRegions)")
     e.add_argument("--workers", type=int, default=2)
     e.add_argument("--limit", type=int, default=0, help="evenly spaced subset of this many images")
     e.set_defaults(func=_extract)
@@ -64,6 +89,18 @@ def main(argv: list[str] | None = None) -> None:
 
     add_train_args(t)
     t.set_defaults(func=_train)
+
+    s = sub.add_parser("score", help="a saved Keras model on validation caches (own labels, FER+, flip-averaged)")
+    s.add_argument("model")
+    s.add_argument("--val", action="append", required=True, help="validation .npz (KDEF: held-out subjects only)")
+    s.add_argument("--json", help="write the report here")
+    s.set_defaults(func=_score)
+
+    d = sub.add_parser("teach", help="an ensemble's flip-averaged outputs on training caches, for distillation")
+    from .distill import add_teach_args
+
+    add_teach_args(d)
+    d.set_defaults(func=_teach)
 
     x = sub.add_parser("export", help="Keras model (.keras or legacy .h5) -> float32/float16/dynamic/int8/int8-full "
                                            "TFLite + metadata")

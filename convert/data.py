@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import cv2
@@ -52,11 +53,47 @@ def targets(label: np.ndarray, votes: np.ndarray, mode: str) -> np.ndarray:
     return out
 
 
-def load(path: str, mode: str = "original") -> Arrays:
+def non_expression(votes: np.ndarray, votes_other: np.ndarray) -> np.ndarray:
+    """Faces whose FER+ raters mostly said contempt, unknown or not-a-face: more votes for those three
+    together than for any of our seven. Faces without FER+ votes (NaN) are never flagged."""
+    v = np.nan_to_num(votes.astype(np.float32), nan=0.0)
+    other = np.nan_to_num(votes_other.astype(np.float32), nan=0.0)
+    return other > v.max(1)
+
+
+def load(path: str, mode: str = "original", drop_non_expression: bool = False) -> Arrays:
+    """A cache as training arrays. With FER+ targets and `drop_non_expression`, faces the raters did not see
+    as one of the seven expressions (see non_expression) are left out: no target fits them."""
     z = np.load(path, allow_pickle=False)
-    return Arrays(z["right_eye"], z["left_eye"], z["mouth"], z["landmarks"],
-                  targets(z["label"], z["votes"], mode), z["label"].astype(np.int64),
-                  z["subject"], z["name"])
+    a = Arrays(z["right_eye"], z["left_eye"], z["mouth"], z["landmarks"],
+               targets(z["label"], z["votes"], mode), z["label"].astype(np.int64),
+               z["subject"], z["name"])
+    if drop_non_expression and mode != "original" and "votes_other" in z.files:
+        a = a.take(np.flatnonzero(~non_expression(z["votes"], z["votes_other"])))
+    return a
+
+
+def crop_regions(path: str) -> dict:
+    """The crop regions a cache was extracted with (older caches: the defaults)."""
+    from dfer_edge.geometry import DEFAULT_REGIONS
+
+    z = np.load(path, allow_pickle=False)
+    return json.loads(str(z["crop_regions"])) if "crop_regions" in z.files else DEFAULT_REGIONS.to_dict()
+
+
+def ferplus_majority(path: str) -> np.ndarray:
+    """Per face of a cache: the FER+ majority label among our seven, or -1 where there are no votes (what
+    `dfer-edge evaluate --votes` scores against)."""
+    z = np.load(path, allow_pickle=False)
+    v = np.nan_to_num(z["votes"].astype(np.float32), nan=0.0)
+    return np.where(v.sum(1) > 0, v.argmax(1), -1)
+
+
+def mirrored(a: Arrays) -> Arrays:
+    """Every face seen in a mirror, exactly as the runtime's flip averaging sees it (dfer_edge.extract.mirrored):
+    eye crops swapped and flipped, mouth flipped, landmarks mirrored."""
+    return Arrays(a.left_eye[:, :, ::-1], a.right_eye[:, :, ::-1], a.mouth[:, :, ::-1],
+                  geometry.mirror(a.landmarks).astype(np.float32), a.target, a.label, a.subject, a.name)
 
 
 def features(landmarks: np.ndarray) -> np.ndarray:
@@ -83,6 +120,11 @@ class Augment:
     brightness: float = 0.15
     contrast: float = 0.25
     landmark_jitter: float = 0.015  # in units of the inter-ocular distance
+    # "Wild" augmentation (off unless asked for): what cheap cameras and web photos do to a face.
+    erase: float = 0.0  # probability per crop of one random grey rectangle (occlusion: hands, hair, glasses)
+    blur: float = 0.0  # probability per face of a Gaussian blur, sigma 0.5-2 px on the 96-px crops
+    lowres: float = 0.0  # probability per face of a down-and-up resize to 24-48 px (a small face)
+    gamma: float = 0.0  # log-uniform gamma in [exp(-g), exp(g)] per face (under- and over-exposure)
 
 
 def _warp_batch(imgs: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
@@ -116,11 +158,50 @@ def augmented_batch(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
     if aug.landmark_jitter:
         iod = np.hypot(*(lm[:, 45] - lm[:, 36]).T)[:, None, None]
         lm = lm + rng.normal(0, aug.landmark_jitter, lm.shape) * iod
+    if aug.blur or aug.lowres:
+        re, le, mo = _degrade(re, le, mo, rng, aug)
     crops = []
+    gamma = np.exp(rng.uniform(-aug.gamma, aug.gamma, (len(idx), 1, 1))) if aug.gamma else None
     for x in (re, le, mo):
         x = x.astype(np.float32) / 255.0
+        if gamma is not None:
+            x = x ** gamma
+        if aug.erase:
+            x = _erase(x, rng, aug.erase)
         c = 1.0 + rng.uniform(-aug.contrast, aug.contrast, (len(idx), 1, 1))
         b = rng.uniform(-aug.brightness, aug.brightness, (len(idx), 1, 1))
         mean = x.mean(axis=(1, 2), keepdims=True)
-        crops.append(np.clip((x - mean) * c + mean + b, 0.0, 1.0)[..., None])
+        crops.append(np.clip((x - mean) * c + mean + b, 0.0, 1.0)[..., None].astype(np.float32))
     return {"right_eye": crops[0], "left_eye": crops[1], "mouth": crops[2], "features": features(lm)}
+
+
+def _degrade(re: np.ndarray, le: np.ndarray, mo: np.ndarray, rng: np.random.Generator,
+             aug: Augment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blur or low resolution, the same for the three crops of one face (one camera, one face)."""
+    re, le, mo = re.copy(), le.copy(), mo.copy()
+    s = re.shape[1]
+    for i in range(len(re)):
+        if rng.random() < aug.blur:
+            sigma = float(rng.uniform(0.5, 2.0))
+            for x in (re, le, mo):
+                x[i] = cv2.GaussianBlur(x[i], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+        if rng.random() < aug.lowres:
+            small = int(rng.integers(24, 49))
+            for x in (re, le, mo):
+                x[i] = cv2.resize(cv2.resize(x[i], (small, small), interpolation=cv2.INTER_AREA), (s, s),
+                                  interpolation=cv2.INTER_LINEAR)
+    return re, le, mo
+
+
+def _erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Random erasing: with probability p per crop, one rectangle of 5-25% of the crop's area set to a
+    random grey."""
+    n, s = x.shape[:2]
+    for i in np.flatnonzero(rng.random(n) < p):
+        area = rng.uniform(0.05, 0.25) * s * s
+        ratio = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        h = int(min(s, round(np.sqrt(area * ratio))))
+        w = int(min(s, round(np.sqrt(area / ratio))))
+        y0, x0 = int(rng.integers(0, s - h + 1)), int(rng.integers(0, s - w + 1))
+        x[i, y0:y0 + h, x0:x0 + w] = rng.uniform(0.0, 1.0)
+    return x

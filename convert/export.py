@@ -57,6 +57,9 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
                         "or an image folder such as ../shared/data/fer2013/val (repeatable)")
     p.add_argument("--parity-limit", type=int, default=50, help="evenly spaced faces for --parity-data (0: all)")
     p.add_argument("--note", default="", help="free text stored in the metadata (e.g. training data)")
+    p.add_argument("--run", help="the `convert train` output folder: its metrics.json gives the crop regions the "
+                                 "model was trained with and the softmax temperature fitted on held-out faces, "
+                                 "both stored in every variant's metadata")
 
 
 def representative(paths: list[str], count: int, seed: int = 0, size: int | None = None,
@@ -195,6 +198,23 @@ def export_parity(loaded: LoadedModel, tflites: list[Path], data: list[str], lim
     return report
 
 
+def read_run(run_dir: str) -> dict:
+    """Metadata a training run fixes: its crop regions and (if fitted) its calibration temperature."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise fail(f"{path}: not a metrics file written by `convert train` ({e})")
+    out = {"crop_regions": m.get("crop_regions") or {}}
+    cal = m.get("calibration")
+    if cal:
+        out["calibration"] = {"temperature": float(cal["temperature"]),
+                              "fitted_on": f"{cal.get('n')} FER2013 train faces held out of training, flip-averaged, "
+                                           "against the FER+ majority",
+                              "ece_before": cal.get("ece_before"), "ece_after": cal.get("ece_after")}
+    return out
+
+
 def export_main(a: argparse.Namespace) -> None:
     labels = parse_labels(a.labels)
     loaded = load(a.model, parse_input_map(a.inputs), len(labels), a.loader)
@@ -217,6 +237,8 @@ def export_main(a: argparse.Namespace) -> None:
         print(f"note: {n}")
     rep = representative(a.rep, a.rep_count, size=spec.size, mode=features) if set(variants) & set(NEEDS_CALIBRATION) else None
     extra = {} if spec.canonical else {"source_inputs": {c: spec.source[c] for c in INPUT_NAMES}}
+    if a.run:
+        extra.update(read_run(a.run))
     written = export(loaded.wrapped, a.out_dir, a.name, variants, rep, features, labels, note=a.note,
                      source=Path(a.model).name, crop_size=spec.size, save=loaded.write_saved_model,
                      extra_meta=extra)

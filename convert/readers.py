@@ -26,6 +26,7 @@ class Sample:
     image: np.ndarray | None = None  # decoded pixels when the source is not a file
     subject: str = ""
     votes: np.ndarray | None = None  # FER+ votes in LABELS order, if known
+    votes_other: float = float("nan")  # FER+ votes for contempt, unknown and not-a-face, if known
     extra: dict | None = None
 
 
@@ -80,19 +81,27 @@ def read_fer2013_csv(path: str | Path, usages: tuple[str, ...] = ("Training",)) 
             yield Sample(f"{path}:{i + 2}", LABELS.index(lab), image=px.reshape(side, side))
 
 
-def read_ferplus_votes(path: str | Path) -> dict[str, np.ndarray]:
-    """FER+ votes keyed by file name, as counts in LABELS order (contempt/unknown/NF dropped)."""
+FERPLUS_OTHER = ("contempt", "unknown", "NF")
+
+
+def read_ferplus_votes(path: str | Path, other: bool = False) -> dict[str, np.ndarray]:
+    """FER+ votes keyed by file name, as counts in LABELS order. With `other`, one more column at the
+    end: the votes for contempt, unknown and not-a-face together (classes we do not model)."""
     votes = {}
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
-            v = np.array([float(row[LABELS[i]]) for i in range(len(LABELS))], dtype=np.float32)
-            votes[row["file"]] = v
+            v = [float(row[LABELS[i]]) for i in range(len(LABELS))]
+            if other:
+                v.append(sum(float(row.get(k) or 0) for k in FERPLUS_OTHER))
+            votes[row["file"]] = np.array(v, dtype=np.float32)
     return votes
 
 
 def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Iterator[Sample]:
     for s in samples:
-        s.votes = votes.get(Path(s.name).name)
+        v = votes.get(Path(s.name).name)
+        if v is not None:
+            s.votes, s.votes_other = v[: len(LABELS)], float(v[len(LABELS)])
         yield s
 
 
@@ -106,5 +115,5 @@ def read_dataset(root: str | Path, votes: str | Path | None = None) -> list[Samp
     else:
         samples = read_folder(root)
     if votes:
-        samples = attach_votes(samples, read_ferplus_votes(votes))
+        samples = attach_votes(samples, read_ferplus_votes(votes, other=True))
     return list(samples)

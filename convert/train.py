@@ -34,6 +34,17 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", action="append", default=[],
                    help="NAME=K: repeat training file whose name contains NAME K times (e.g. kdef=3)")
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--wild-augment", action="store_true",
+                   help="also random erasing, blur, low resolution and gamma (convert/data.py: Augment)")
+    p.add_argument("--keep-non-expression", action="store_true",
+                   help="with FER+ targets, keep faces whose raters mostly said contempt/unknown/not-a-face "
+                        "(default: leave them out)")
+    p.add_argument("--calibration-holdout", type=float, default=0.05,
+                   help="fraction of FER+-voted training faces (chosen by file name) kept out of training to fit "
+                        "the softmax temperature on (0: no calibration)")
+    p.add_argument("--teacher", help="teacher outputs from `python -m convert teach` (distillation)")
+    p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher in the targets (with --teacher)")
+    p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: TensorFlow decides)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -75,13 +86,14 @@ def class_weights(target: np.ndarray, how: str) -> np.ndarray:
     return (w / (w * freq).sum()).astype(np.float32)
 
 
-def load_sets(paths: list[str], mode: str, for_training: bool) -> list[tuple[str, D.Arrays]]:
+def load_sets(paths: list[str], mode: str, for_training: bool,
+              drop_non_expression: bool = False) -> list[tuple[str, D.Arrays]]:
     """Load caches; KDEF-like files (with subjects) are cut by kdef_split.json: training keeps the
     other subjects, validation keeps only the held-out ones."""
     out = []
     held = heldout_subjects()
     for p in paths:
-        a = D.load(p, mode)
+        a = D.load(p, mode, drop_non_expression)
         name = Path(p).stem
         if any(a.subject):
             is_held = np.array([s in held for s in a.subject])
@@ -91,27 +103,60 @@ def load_sets(paths: list[str], mode: str, for_training: bool) -> list[tuple[str
     return out
 
 
-def evaluate(model, a: D.Arrays) -> dict:
-    p = model.predict(D.model_inputs(a), batch_size=256, verbose=0)
-    pred = p.argmax(1)
-    acc = float((pred == a.label).mean())
-    recall = {LABELS[c]: float((pred[a.label == c] == c).mean()) if (a.label == c).any() else None
-              for c in range(len(LABELS))}
-    return {"n": int(len(a)), "accuracy": acc, "recall": recall}
+def evaluate(model, a: D.Arrays, majority: np.ndarray | None = None) -> dict:
+    """Accuracy and per-class recall on the dataset's own labels, one view and flip-averaged (as the
+    runtime scores); with `majority` (FER+ majority per face, -1 for none) also against FER+."""
+    from .calibrate import flip_averaged
+
+    p1 = model.predict(D.model_inputs(a), batch_size=256, verbose=0)
+    p2 = flip_averaged(model, a)
+
+    def score(p: np.ndarray, y: np.ndarray) -> dict:
+        pred = p.argmax(1)
+        return {"n": int(len(y)), "accuracy": float((pred == y).mean()),
+                "recall": {LABELS[c]: float((pred[y == c] == c).mean()) if (y == c).any() else None
+                           for c in range(len(LABELS))}}
+
+    out = {**score(p1, a.label), "flip_averaged": score(p2, a.label)}
+    if majority is not None and (majority >= 0).any():
+        m = majority >= 0
+        out["ferplus_majority"] = score(p1[m], majority[m])
+        out["ferplus_majority_flip_averaged"] = score(p2[m], majority[m])
+    return out
 
 
 def train_main(a: argparse.Namespace) -> None:
+    if a.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(a.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(a.threads)
     import keras
 
+    from .calibrate import fit_temperature, holdout_mask
+    from .distill import mix_teacher
     from .model import build_model
 
     keras.utils.set_random_seed(a.seed)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    train_sets = load_sets(a.train, a.labels, True)
+    regions = {json.dumps(D.crop_regions(p), sort_keys=True) for p in a.train + a.val}
+    if len(regions) != 1:
+        raise SystemExit(f"error: the caches were extracted with different crop regions: {sorted(regions)}")
+    train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression)
     reps = dict(r.split("=") for r in a.repeat)
     parts = []
+    calib_parts = []
     for name, arr in train_sets:
+        if a.calibration_holdout > 0:
+            held = holdout_mask(arr, a.calibration_holdout)
+            if held.any():
+                calib_parts.append(arr.take(np.flatnonzero(held)))
+                arr = arr.take(np.flatnonzero(~held))
+                print(f"calibration: {name}: {int(held.sum())} faces held out")
+        if a.teacher:
+            arr, hit = mix_teacher(arr, a.teacher, a.distill)
+            print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {a.teacher}")
         k = next((int(v) for n, v in reps.items() if n in name), 1)
         parts += [arr] * k
         print(f"train: {name}: {len(arr)} faces x{k}")
@@ -126,7 +171,8 @@ def train_main(a: argparse.Namespace) -> None:
                         a.branch_width)
     w = class_weights(tr.target, a.class_weight)
     sample_w = (tr.target * w).sum(1)
-    aug = None if a.no_augment else D.Augment()
+    aug = None if a.no_augment else (D.Augment(erase=0.25, blur=0.15, lowres=0.15, gamma=0.4) if a.wild_augment
+                                      else D.Augment())
     per_epoch = math.ceil(len(tr) / a.batch)
     sched = keras.optimizers.schedules.CosineDecay(0.0, a.epochs * per_epoch, warmup_target=a.lr,
                                                    warmup_steps=per_epoch)
@@ -143,11 +189,38 @@ def train_main(a: argparse.Namespace) -> None:
     metrics = {
         "args": {k: v for k, v in vars(a).items() if k != "func"},
         "train_faces": int(len(tr)),
+        "crop_regions": json.loads(regions.pop()),
         "train_seconds": round(time.time() - t0),
         "monitored": val_name,
         "history": {k: [round(float(x), 4) for x in v] for k, v in hist.history.items()},
-        "val": {name: evaluate(model, arr) for name, arr in val_sets},
+        "val": {name: evaluate(model, arr, D.ferplus_majority(p) if name == Path(p).stem else None)
+                for (name, arr), p in zip(val_sets, a.val + with_subjects)},
     }
+    if calib_parts:
+        cal = fit_temperature(model, D.Arrays.concat(calib_parts))
+        metrics["calibration"] = cal
+        print(f"calibration: temperature {cal['temperature']:.3f} on {cal['n']} held-out faces "
+              f"(ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f})")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for name, m in metrics["val"].items():
-        print(f"{name}: accuracy {m['accuracy']:.4f} on {m['n']} faces")
+        print(summary(name, m))
+
+
+def summary(name: str, m: dict) -> str:
+    fp = m.get("ferplus_majority_flip_averaged")
+    return (f"{name}: accuracy {m['accuracy']:.4f} (flip-averaged {m['flip_averaged']['accuracy']:.4f}) on {m['n']} faces"
+            + (f"; against FER+ majority {fp['accuracy']:.4f} flip-averaged on {fp['n']}" if fp else ""))
+
+
+def score_main(a: argparse.Namespace) -> None:
+    """`python -m convert score MODEL --val X.npz ...`: the same validation report for a saved model."""
+    import keras
+
+    model = keras.models.load_model(a.model)
+    report = {}
+    for (name, arr), p in zip(load_sets(a.val, "original", False), a.val):
+        report[name] = evaluate(model, arr, D.ferplus_majority(p) if any(not s for s in arr.subject) else None)
+        print(summary(name, report[name]))
+        print("  recall (flip-averaged): " + ", ".join(f"{k} {v:.2f}" for k, v in report[name]["flip_averaged"]["recall"].items() if v is not None))
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=1))

@@ -1,0 +1,121 @@
+"""The training side end to end on real faces: FER+ targets, faces the raters did not see as an
+expression, the calibration hold-out, wild augmentation, distillation, and crop regions and temperature
+travelling from extraction through training and export into the runtime."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dfer_edge.labels import LABELS
+from tests.helpers import FER_VAL, SHARED_DATA
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+VOTES = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
+WIDE = "eye_side=0.75,eye_raise=0.15,eye_inward=0.05,mouth_side=1.1,mouth_raise=0.12"
+
+
+def arrays(n: int, votes: np.ndarray, other: np.ndarray, subject=None):
+    import convert.data as D
+
+    z = np.zeros((n, 96, 96), np.uint8)
+    lm = np.zeros((n, 68, 2), np.float32)
+    return D.Arrays(z, z, z, lm, np.zeros((n, 7), np.float32), np.zeros(n, int),
+                    np.array(subject or [""] * n), np.array([f"f{i}.jpg" for i in range(n)])), votes, other
+
+
+def test_non_expression_faces_are_the_ones_raters_mostly_put_elsewhere():
+    pytest.importorskip("cv2")
+    import convert.data as D
+
+    votes = np.array([[6, 1, 0, 0, 0, 0, 0], [2, 1, 0, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0, 0], [np.nan] * 7])
+    other = np.array([3.0, 7.0, 3.0, np.nan])
+    assert D.non_expression(votes, other).tolist() == [False, True, False, False]
+
+
+def test_holdout_is_by_name_and_never_a_subject():
+    tf = pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    del tf
+    from convert.calibrate import holdout_mask
+
+    a, _, _ = arrays(4000, None, None)
+    m = holdout_mask(a, 0.1)
+    assert 0.08 < m.mean() < 0.12
+    assert (holdout_mask(a, 0.1) == m).all()  # the same faces every time
+    b, _, _ = arrays(4000, None, None, subject=["AF01"] * 4000)
+    assert not holdout_mask(b, 0.1).any()
+
+
+def test_wild_augmentation_keeps_inputs_valid(fer_val_arrays):
+    import convert.data as D
+
+    a, x = fer_val_arrays
+    rng = np.random.default_rng(0)
+    aug = D.Augment(erase=1.0, blur=1.0, lowres=1.0, gamma=0.5)
+    b = D.augmented_batch(a, np.arange(len(a)), rng, aug)
+    for k in ("right_eye", "left_eye", "mouth"):
+        assert b[k].shape == x[k].shape and b[k].dtype == np.float32
+        assert 0.0 <= b[k].min() and b[k].max() <= 1.0
+        assert not np.allclose(b[k], x[k], atol=0.02)  # it did change the crops
+    np.testing.assert_array_equal(b["features"].shape, x["features"].shape)
+
+
+def test_extract_train_teach_export_and_run(tmp_path, capsys):
+    pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    if not VOTES.is_file() or not FER_VAL.is_dir():
+        pytest.skip(f"shared data not present: {VOTES}, {FER_VAL}")
+    from convert.__main__ import main
+    from dfer_edge.detect import FaceDetector
+    from dfer_edge.extract import ready_crop_inputs
+    from dfer_edge.geometry import CropRegions
+    from dfer_edge.image import load_gray
+    from dfer_edge.landmarks import LandmarkModel
+    from dfer_edge.model import ExpressionModel
+
+    tree = tmp_path / "fer"
+    for lab in LABELS:
+        (tree / lab).mkdir(parents=True)
+        for f in sorted((FER_VAL / lab).glob("*.jpg"))[:8]:
+            (tree / lab / f.name).symlink_to(f)
+    cache = tmp_path / "fer.npz"
+    main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--out", str(cache)])
+    z = np.load(cache)
+    assert json.loads(str(z["crop_regions"]))["mouth_side"] == 1.1 and z["votes_other"].shape == (56,)
+
+    run = tmp_path / "run"
+    main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--wild-augment",
+          "--epochs", "1", "--batch", "16", "--calibration-holdout", "0.3", "--out", str(run)])
+    m = json.loads((run / "metrics.json").read_text())
+    cal = m["calibration"]
+    assert 0.3 <= cal["temperature"] <= 4.0 and cal["n"] > 5
+    assert m["crop_regions"]["eye_inward"] == 0.05
+    assert "ferplus_majority_flip_averaged" in m["val"]["fer"]
+    dropped = int(__import__("convert.data", fromlist=["x"]).non_expression(z["votes"], z["votes_other"]).sum())
+    assert m["train_faces"] == 56 - dropped - cal["n"]  # non-expression faces and the hold-out left out
+
+    teacher = tmp_path / "teacher.npz"
+    main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(teacher)])
+    t = np.load(teacher)
+    assert t["probabilities"].shape == (56, 7) and np.allclose(t["probabilities"].sum(1), 1.0, atol=1e-5)
+    student = tmp_path / "student"
+    capsys.readouterr()
+    main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--teacher", str(teacher),
+          "--distill", "0.5", "--epochs", "1", "--batch", "16", "--calibration-holdout", "0", "--out", str(student)])
+    assert f"{56 - dropped} of {56 - dropped} faces get 0.5 of their target" in capsys.readouterr().out
+    assert "calibration" not in json.loads((student / "metrics.json").read_text())
+
+    out = tmp_path / "models"
+    main(["export", str(run / "model.keras"), "--out-dir", str(out), "--variants", "float32", "--run", str(run)])
+    meta = json.loads((out / "dfer-float32.json").read_text())
+    assert meta["calibration"]["temperature"] == cal["temperature"]
+    model = ExpressionModel(out / "dfer-float32.tflite")
+    assert model.temperature == cal["temperature"]
+    assert model.info.regions == CropRegions(eye_side=0.75, eye_raise=0.15, eye_inward=0.05, mouth_side=1.1,
+                                             mouth_raise=0.12)
+    # The runtime cuts the crops the model was trained on: the same pixels as the training cache.
+    first = sorted((tree / LABELS[0]).glob("*.jpg"))[0]
+    fi, _ = ready_crop_inputs(load_gray(first), FaceDetector(0), LandmarkModel(), 96, regions=model.info.regions)
+    row = list(z["name"]).index(str(first))
+    np.testing.assert_array_equal(fi.mouth, z["mouth"][row])
