@@ -36,8 +36,10 @@ class Arrays:
         return Arrays(*(np.concatenate([getattr(p, f) for p in parts]) for f in Arrays.__dataclass_fields__))
 
 
-def targets(label: np.ndarray, votes: np.ndarray, mode: str) -> np.ndarray:
-    """Target distributions: one-hot of the dataset label, or FER+ votes where they exist."""
+def targets(label: np.ndarray, votes: np.ndarray, mode: str, original_weight: float = 0.0) -> np.ndarray:
+    """Target distributions: one-hot of the dataset label, or FER+ votes where they exist; with
+    `original_weight` w, FER+ targets are (1 - w) * FER+ + w * the dataset label (keeps some of what
+    FER2013's own labels say, which FER+ targets alone lose)."""
     onehot = np.eye(len(LABELS), dtype=np.float32)[label]
     if mode == "original":
         return onehot
@@ -50,6 +52,8 @@ def targets(label: np.ndarray, votes: np.ndarray, mode: str) -> np.ndarray:
         out[has] = v[has] / v[has].sum(1, keepdims=True)
     else:
         out[has] = np.eye(len(LABELS), dtype=np.float32)[v[has].argmax(1)]
+    if original_weight:
+        out[has] = (1 - original_weight) * out[has] + original_weight * onehot[has]
     return out
 
 
@@ -61,12 +65,13 @@ def non_expression(votes: np.ndarray, votes_other: np.ndarray) -> np.ndarray:
     return other > v.max(1)
 
 
-def load(path: str, mode: str = "original", drop_non_expression: bool = False) -> Arrays:
+def load(path: str, mode: str = "original", drop_non_expression: bool = False,
+         original_weight: float = 0.0) -> Arrays:
     """A cache as training arrays. With FER+ targets and `drop_non_expression`, faces the raters did not see
     as one of the seven expressions (see non_expression) are left out: no target fits them."""
     z = np.load(path, allow_pickle=False)
     a = Arrays(z["right_eye"], z["left_eye"], z["mouth"], z["landmarks"],
-               targets(z["label"], z["votes"], mode), z["label"].astype(np.int64),
+               targets(z["label"], z["votes"], mode, original_weight), z["label"].astype(np.int64),
                z["subject"], z["name"])
     if drop_non_expression and mode != "original" and "votes_other" in z.files:
         a = a.take(np.flatnonzero(~non_expression(z["votes"], z["votes_other"])))

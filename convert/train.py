@@ -36,6 +36,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--wild-augment", action="store_true",
                    help="also random erasing, blur, low resolution and gamma (convert/data.py: Augment)")
+    p.add_argument("--original-weight", type=float, default=0.0,
+                   help="with FER+ targets: weight of the dataset's own label in each FER+ face's target")
     p.add_argument("--keep-non-expression", action="store_true",
                    help="with FER+ targets, keep faces whose raters mostly said contempt/unknown/not-a-face "
                         "(default: leave them out)")
@@ -87,13 +89,13 @@ def class_weights(target: np.ndarray, how: str) -> np.ndarray:
 
 
 def load_sets(paths: list[str], mode: str, for_training: bool,
-              drop_non_expression: bool = False) -> list[tuple[str, D.Arrays]]:
+              drop_non_expression: bool = False, original_weight: float = 0.0) -> list[tuple[str, D.Arrays]]:
     """Load caches; KDEF-like files (with subjects) are cut by kdef_split.json: training keeps the
     other subjects, validation keeps only the held-out ones."""
     out = []
     held = heldout_subjects()
     for p in paths:
-        a = D.load(p, mode, drop_non_expression)
+        a = D.load(p, mode, drop_non_expression, original_weight)
         name = Path(p).stem
         if any(a.subject):
             is_held = np.array([s in held for s in a.subject])
@@ -143,7 +145,7 @@ def train_main(a: argparse.Namespace) -> None:
     regions = {json.dumps(D.crop_regions(p), sort_keys=True) for p in a.train + a.val}
     if len(regions) != 1:
         raise SystemExit(f"error: the caches were extracted with different crop regions: {sorted(regions)}")
-    train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression)
+    train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression, a.original_weight)
     reps = dict(r.split("=") for r in a.repeat)
     parts = []
     calib_parts = []
