@@ -26,10 +26,15 @@ def holdout_mask(a: D.Arrays, fraction: float) -> np.ndarray:
     return no_subject & (h < fraction * 10_000)
 
 
-def flip_averaged(model, a: D.Arrays) -> np.ndarray:
+def views(model, a: D.Arrays) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities of the faces as seen, flip-averaged probabilities): one pass per view."""
     p = model.predict(D.model_inputs(a), batch_size=256, verbose=0)
     q = model.predict(D.model_inputs(D.mirrored(a)), batch_size=256, verbose=0)
-    return (p + q) / 2.0
+    return p, (p + q) / 2.0
+
+
+def flip_averaged(model, a: D.Arrays) -> np.ndarray:
+    return views(model, a)[1]
 
 
 def best_temperature(p: np.ndarray, y: np.ndarray) -> float:

@@ -101,7 +101,9 @@ def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Ite
     for s in samples:
         v = votes.get(Path(s.name).name)
         if v is not None:
-            s.votes, s.votes_other = v[: len(LABELS)], float(v[len(LABELS)])
+            s.votes = v[: len(LABELS)]
+            if len(v) > len(LABELS):  # read with other=True
+                s.votes_other = float(v[len(LABELS)])
         yield s
 
 

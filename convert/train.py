@@ -108,10 +108,9 @@ def load_sets(paths: list[str], mode: str, for_training: bool,
 def evaluate(model, a: D.Arrays, majority: np.ndarray | None = None) -> dict:
     """Accuracy and per-class recall on the dataset's own labels, one view and flip-averaged (as the
     runtime scores); with `majority` (FER+ majority per face, -1 for none) also against FER+."""
-    from .calibrate import flip_averaged
+    from .calibrate import views
 
-    p1 = model.predict(D.model_inputs(a), batch_size=256, verbose=0)
-    p2 = flip_averaged(model, a)
+    p1, p2 = views(model, a)
 
     def score(p: np.ndarray, y: np.ndarray) -> dict:
         pred = p.argmax(1)
@@ -125,6 +124,12 @@ def evaluate(model, a: D.Arrays, majority: np.ndarray | None = None) -> dict:
         out["ferplus_majority"] = score(p1[m], majority[m])
         out["ferplus_majority_flip_averaged"] = score(p2[m], majority[m])
     return out
+
+
+def majority_for(path: str, a: D.Arrays) -> np.ndarray | None:
+    """FER+ majority per face of a validation set loaded whole from `path` (FER2013); None for subject
+    data (KDEF), which has no votes and is cut to its held-out subjects."""
+    return None if any(a.subject) else D.ferplus_majority(path)
 
 
 def train_main(a: argparse.Namespace) -> None:
@@ -195,7 +200,7 @@ def train_main(a: argparse.Namespace) -> None:
         "train_seconds": round(time.time() - t0),
         "monitored": val_name,
         "history": {k: [round(float(x), 4) for x in v] for k, v in hist.history.items()},
-        "val": {name: evaluate(model, arr, D.ferplus_majority(p) if name == Path(p).stem else None)
+        "val": {name: evaluate(model, arr, majority_for(p, arr))
                 for (name, arr), p in zip(val_sets, a.val + with_subjects)},
     }
     if calib_parts:
@@ -221,7 +226,7 @@ def score_main(a: argparse.Namespace) -> None:
     model = keras.models.load_model(a.model)
     report = {}
     for (name, arr), p in zip(load_sets(a.val, "original", False), a.val):
-        report[name] = evaluate(model, arr, D.ferplus_majority(p) if any(not s for s in arr.subject) else None)
+        report[name] = evaluate(model, arr, majority_for(p, arr))
         print(summary(name, report[name]))
         print("  recall (flip-averaged): " + ", ".join(f"{k} {v:.2f}" for k, v in report[name]["flip_averaged"]["recall"].items() if v is not None))
     if a.json:

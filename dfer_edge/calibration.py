@@ -25,34 +25,23 @@ def temper(p: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _bins(confidence: np.ndarray, correct: np.ndarray, bins: int) -> list[tuple[int, int, float, float]]:
+    """(bin, faces, mean confidence, accuracy) for every non-empty one of `bins` equal-width bins."""
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    which = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    return [(b, int(m.sum()), float(confidence[m].mean()), float(correct[m].mean()))
+            for b in range(bins) if (m := which == b).any()]
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE (Guo et al. 2017): the top score's confidence against accuracy in `bins` equal-width bins,
     weighted by the share of faces in each bin."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    if len(confidence) == 0:
-        return 0.0
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            ece += m.mean() * abs(confidence[m].mean() - correct[m].mean())
-    return float(ece)
+    n = len(confidence)
+    return float(sum(k / n * abs(c - a) for _, k, c, a in _bins(confidence, correct, bins))) if n else 0.0
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
     """Per non-empty bin: its range, face count, mean confidence and accuracy (the reliability diagram)."""
-    confidence = np.asarray(confidence, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    out = []
-    for b in range(bins):
-        m = which == b
-        if m.any():
-            out.append({"low": round(float(edges[b]), 4), "high": round(float(edges[b + 1]), 4), "n": int(m.sum()),
-                        "confidence": round(float(confidence[m].mean()), 4),
-                        "accuracy": round(float(correct[m].mean()), 4)})
-    return out
+    return [{"low": round(b / bins, 4), "high": round((b + 1) / bins, 4), "n": k, "confidence": round(c, 4),
+             "accuracy": round(a, 4)} for b, k, c, a in _bins(confidence, correct, bins)]

@@ -111,12 +111,10 @@ def crop_boxes(lev: Levelled, regions: CropRegions = DEFAULT_REGIONS) -> dict[st
     r_eye = p[RIGHT_EYE].mean(axis=0)
     l_eye = p[LEFT_EYE].mean(axis=0)
     mouth = p[MOUTH].mean(axis=0)
-    # The subject's right eye is on the image's left in an upright face: inward is +x for it. In a
-    # mirrored (x-negated) face the sign flips with the eyes' order, so take it from their positions.
-    inward = np.sign(l_eye[0] - r_eye[0]) or 1.0
+    # level() turns the right-to-left eye vector to +x, so inward is +x for the right eye, -x for the left.
     return {
-        "right_eye": (r_eye[0] + inward * r.eye_inward * d, r_eye[1] - r.eye_raise * d, r.eye_side * d),
-        "left_eye": (l_eye[0] - inward * r.eye_inward * d, l_eye[1] - r.eye_raise * d, r.eye_side * d),
+        "right_eye": (r_eye[0] + r.eye_inward * d, r_eye[1] - r.eye_raise * d, r.eye_side * d),
+        "left_eye": (l_eye[0] - r.eye_inward * d, l_eye[1] - r.eye_raise * d, r.eye_side * d),
         "mouth": (mouth[0], mouth[1] - r.mouth_raise * d, r.mouth_side * d),
     }
 

@@ -149,3 +149,18 @@ def write_kdef_video(path: Path, fps: float = 30.0, **kw) -> list[str]:
         labels.append(label)
     writer.release()
     return labels
+
+
+FERPLUS_VOTES = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
+
+
+def fer_val_subset(dest: Path, per_label: int) -> Path:
+    """A <label>/<file> tree of symlinks to the first `per_label` FER2013 val images of each label (the
+    caller skips when FER_VAL is absent)."""
+    from dfer_edge.labels import LABELS
+
+    for lab in LABELS:
+        (dest / lab).mkdir(parents=True)
+        for f in sorted((FER_VAL / lab).glob("*.jpg"))[:per_label]:
+            (dest / lab / f.name).symlink_to(f)
+    return dest

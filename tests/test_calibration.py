@@ -115,16 +115,11 @@ def test_evaluate_reports_both_label_sets_with_calibration(tmp_path):
 
     from dfer_edge.labels import LABELS
     from dfer_edge.evaluate import ferplus_majority
-    from tests.helpers import FER_VAL, SHARED_DATA
+    from tests.helpers import FER_VAL, FERPLUS_VOTES as votes, fer_val_subset
 
-    votes = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
     if not votes.is_file() or not FER_VAL.is_dir():
         pytest.skip(f"shared data not present: {votes}, {FER_VAL}")
-    tree = tmp_path / "val"
-    for lab in LABELS:
-        (tree / lab).mkdir(parents=True)
-        for f in sorted((FER_VAL / lab).glob("*.jpg"))[:5]:
-            (tree / lab / f.name).symlink_to(f)
+    tree = fer_val_subset(tmp_path / "val", 5)
     out = tmp_path / "m.json"
     r = subprocess.run([sys.executable, "-m", "dfer_edge", "evaluate", str(tree), "--crops", "--votes", str(votes),
                         "--json", str(out)], capture_output=True, text=True, timeout=300)

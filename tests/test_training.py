@@ -10,20 +10,20 @@ import numpy as np
 import pytest
 
 from dfer_edge.labels import LABELS
-from tests.helpers import FER_VAL, SHARED_DATA
+from tests.helpers import FER_VAL, FERPLUS_VOTES as VOTES, fer_val_subset
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
-VOTES = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
 WIDE = "eye_side=0.75,eye_raise=0.15,eye_inward=0.05,mouth_side=1.1,mouth_raise=0.12"
 
 
-def arrays(n: int, votes: np.ndarray, other: np.ndarray, subject=None):
+def blank_arrays(n: int, subject=None):
+    """n blank faces named f0.jpg, f1.jpg, ... (for what depends only on names and subjects)."""
     import convert.data as D
 
     z = np.zeros((n, 96, 96), np.uint8)
     lm = np.zeros((n, 68, 2), np.float32)
     return D.Arrays(z, z, z, lm, np.zeros((n, 7), np.float32), np.zeros(n, int),
-                    np.array(subject or [""] * n), np.array([f"f{i}.jpg" for i in range(n)])), votes, other
+                    np.array(subject or [""] * n), np.array([f"f{i}.jpg" for i in range(n)]))
 
 
 def test_non_expression_faces_are_the_ones_raters_mostly_put_elsewhere():
@@ -40,11 +40,11 @@ def test_holdout_is_by_name_and_never_a_subject():
     del tf
     from convert.calibrate import holdout_mask
 
-    a, _, _ = arrays(4000, None, None)
+    a = blank_arrays(4000)
     m = holdout_mask(a, 0.1)
     assert 0.08 < m.mean() < 0.12
     assert (holdout_mask(a, 0.1) == m).all()  # the same faces every time
-    b, _, _ = arrays(4000, None, None, subject=["AF01"] * 4000)
+    b = blank_arrays(4000, subject=["AF01"] * 4000)
     assert not holdout_mask(b, 0.1).any()
 
 
@@ -74,11 +74,7 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     from dfer_edge.landmarks import LandmarkModel
     from dfer_edge.model import ExpressionModel
 
-    tree = tmp_path / "fer"
-    for lab in LABELS:
-        (tree / lab).mkdir(parents=True)
-        for f in sorted((FER_VAL / lab).glob("*.jpg"))[:8]:
-            (tree / lab / f.name).symlink_to(f)
+    tree = fer_val_subset(tmp_path / "fer", 8)
     cache = tmp_path / "fer.npz"
     main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--out", str(cache)])
     z = np.load(cache)
