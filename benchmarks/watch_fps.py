@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dfer_edge.bench import cpu_model  # noqa: E402
+from dfer_edge.pipeline import STAGES  # noqa: E402
 from tests.helpers import write_kdef_video  # noqa: E402  (the same video the tests use)
 
 
@@ -68,14 +69,14 @@ def main() -> None:
         f"Video: 640x480, {n} frames, one KDEF face moving and changing expression. One thread"
         + (f", pinned to core {cpu}" if cpu is not None else "") + f"; median of {a.repeat} runs.  ",
         f"Machine: {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()} {platform.machine()}.",
-        "", "| --detect-every | frames/s | vs every frame | detections | read | preprocess | detect | landmarks | crops+features | inference |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "", "| --detect-every | frames/s | vs every frame | detections | read | " + " | ".join(STAGES) + " |",
+        "|---:|---:|---:|---:|---:|" + "---:|" * len(STAGES),
     ]
     for every, s in rows:
         st = s["stages_ms"]
         ratio = f"{s['fps'] / base:.1f}x" if base else "-"
         lines.append(f"| {every} | {s['fps']:.1f} | {ratio} | {s['detections']} | {s['read_ms']:.2f} | " + " | ".join(
-            f"{st[k]:.2f}" for k in ("preprocess", "detect", "landmarks", "crops+features", "inference")) + " |")
+            f"{st[k]:.2f}" for k in STAGES) + " |")
     lines += ["", "Stage columns are mean ms per processed frame (detection averaged over all frames)."]
     text = "\n".join(lines) + "\n"
     if a.markdown:

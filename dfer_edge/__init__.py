@@ -2,10 +2,13 @@
 
 from .errors import DferError, ImageError, LandmarkModelError, ModelError
 from .labels import LABELS
-from .recognizer import Category, Face, Recognizer, RecognizerOptions
-from .tracking import FaceTracker, TrackedFace
+from .options import RecognizerOptions
+from .pipeline import Pipeline
+from .recognizer import Recognizer
+from .results import Category, Face, TrackedFace
+from .tracking import FaceTracker
 
 __version__ = "0.1.0"
 
 __all__ = ["LABELS", "Category", "DferError", "Face", "ImageError", "LandmarkModelError", "ModelError",
-           "Recognizer", "RecognizerOptions", "FaceTracker", "TrackedFace", "__version__"]
+           "Pipeline", "Recognizer", "RecognizerOptions", "FaceTracker", "TrackedFace", "__version__"]

@@ -3,13 +3,12 @@
 Per run (one combination of model x interpreter x threads x width x upsample) a Recognizer is built
 once; then, after warm-up, every iteration goes over every image twice:
 
-* staged: the pipeline's steps one by one, each timed with time.perf_counter, calling the very
-  objects and functions Recognizer.predict calls (load_gray, working_image, rec.detector,
-  rec.landmarks, face_inputs, rec.model);
-* end to end: Recognizer.predict on the encoded bytes.
+* staged: Recognizer.predict's own pipeline (pipeline.Pipeline.run), made `timed`, so every step's
+  seconds are summed under its stage name while it runs exactly as in predict;
+* end to end: Recognizer.predict on the encoded bytes, untimed inside.
 
-Stage samples are one per image per iteration (landmarks, crops+features and inference cover every
-face of the image). Cold start is measured in a fresh interpreter process. Nothing here asserts a
+Stage samples are one per image per iteration (landmarks, crops_features and inference cover every
+face of the image). Cold start is measured in a fresh interpreter process (dfer_edge/coldstart.py). Nothing here asserts a
 speed: the numbers are for people and for the benchmarks/ notes.
 """
 
@@ -22,16 +21,17 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from . import coldstart
 from .errors import DferError, ModelError
 from .model import SHIPPED_VARIANTS as VARIANTS  # --model NAME -> models/dfer-NAME.tflite
-
-STAGES = ("decode", "preprocess", "detect", "landmarks", "crops_features", "inference")
+from .options import DEFAULTS, RecognizerOptions
+from .pipeline import STAGES, StageTimes
 # Short column headings for the table, in STAGES order.
 STAGE_HEADINGS = ("decode", "prep", "detect", "lmk", "crops", "infer")
 PERCENTILES = (50, 90, 99)
@@ -164,35 +164,12 @@ def default_images() -> list[Path]:
 
 # --- configuration --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One run of the matrix: everything RecognizerOptions needs."""
-
-    model: str
-    interpreter: str = "auto"
-    threads: int | None = None  # None: the interpreter decides
-    width: int = 512
-    upsample: int = 0
-    min_score: float = 0.1
-    landmarks: str | None = None
-    detect_width: int | None = None  # HOG on a copy this wide; None: on the working image
-    flip_average: bool = True
-
-    def options(self) -> dict[str, Any]:
-        """Keyword arguments for RecognizerOptions (JSON-serialisable, for the cold-start child)."""
-        return {"model": self.model, "landmarks": self.landmarks, "width": self.width,
-                "upsample": self.upsample, "min_score": self.min_score,
-                "num_threads": self.threads, "interpreter": self.interpreter,
-                "detect_width": self.detect_width, "flip_average": self.flip_average}
-
-
 def matrix(models: Sequence[Path | str], interpreters: Sequence[str], threads: Sequence[int | None],
-           widths: Sequence[int], upsamples: Sequence[int], min_score: float = 0.1,
-           landmarks: str | os.PathLike | None = None, detect_width: int | None = None,
-           flip_average: bool = True) -> list[BenchConfig]:
-    """Every combination, model-major (so runs of one model sit together in the table)."""
-    lm = str(landmarks) if landmarks else None
-    return [BenchConfig(str(m), i, t, w, u, min_score, lm, detect_width, flip_average)
+           widths: Sequence[int], upsamples: Sequence[int], base: RecognizerOptions = DEFAULTS) -> list[RecognizerOptions]:
+    """Every combination, model-major (so runs of one model sit together in the table); the settings
+    that are not part of the matrix come from `base`."""
+    lm = str(base.landmarks) if base.landmarks else None
+    return [base.replace(model=str(m), interpreter=i, threads=t, width=w, upsample=u, landmarks=lm)
             for m in models for i in interpreters for t in (threads or [None])
             for w in widths for u in upsamples]
 
@@ -222,29 +199,11 @@ def read_images(paths: Sequence[str | os.PathLike]) -> list[BenchImage]:
 
 # --- measuring ------------------------------------------------------------------------------------
 
-def _staged(rec, data: bytes) -> tuple[list[float], list]:
-    """One pass of the pipeline, step by step, on the objects Recognizer.predict uses."""
-    from .detect import working_image
-    from .extract import face_inputs
-    from .image import load_gray_for_width
-
-    clock = time.perf_counter
-    size, mode = rec.model.info.crop_size, rec.model.info.feature_mode
-    t0 = clock()
-    gray, _ = load_gray_for_width(data, rec.options.width)
-    t1 = clock()
-    work = working_image(gray, rec.options.width)
-    t2 = clock()
-    rects = rec.detector(work.image)
-    t3 = clock()
-    points = [rec.landmarks(work.image, r) for r in rects]
-    t4 = clock()
-    inputs = [face_inputs(work.image, p, size, mode, rec.model.info.regions) for p in points]
-    t5 = clock()
-    for x in inputs:
-        rec.classify(x)
-    t6 = clock()
-    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5], inputs
+def _staged(pipe, times: StageTimes, data: bytes) -> tuple[list[float], list]:
+    """One pass of predict's pipeline with every stage timed -> (seconds per stage, faces' inputs)."""
+    times.reset()
+    _, found = pipe.run(data)
+    return [times.seconds[s] for s in STAGES], [f.inputs for f in found]
 
 
 def _model_call(rec, inputs) -> float:
@@ -261,32 +220,9 @@ def _end_to_end(rec, data: bytes) -> tuple[float, int]:
     return time.perf_counter() - t0, len(faces)
 
 
-_COLD_START_CODE = r"""
-import time
-_t_start = time.time()
-import json, resource, sys
-cfg = json.loads(sys.argv[1])
-from dfer_edge import Recognizer, RecognizerOptions
-_t_import = time.time()
-rec = Recognizer(RecognizerOptions(**cfg["options"]))
-_t_load = time.time()
-faces = rec.predict(cfg["image"])
-_t_first = time.time()
-# VmHWM is this process's own high-water mark; ru_maxrss can carry the parent's over fork+exec.
-try:
-    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-    rss_mib = int(hwm.split()[1]) / 1024
-except (OSError, IndexError, ValueError):
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_mib = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-print("DFER-BENCH " + json.dumps({"start": _t_start, "imported": _t_import, "loaded": _t_load,
-                                  "first_result": _t_first, "faces": len(faces), "peak_rss_mib": rss_mib}))
-"""
-
-
-def cold_start(config: BenchConfig, image: str | os.PathLike) -> dict[str, Any]:
-    """Launch a fresh interpreter that imports dfer_edge, builds a Recognizer with `config` and
-    predicts `image` (a path: reading the file is part of a cold start).
+def cold_start(options: RecognizerOptions, image: str | os.PathLike) -> dict[str, Any]:
+    """Launch a fresh interpreter that imports dfer_edge, builds a Recognizer with `options` and
+    predicts `image` (a path: reading the file is part of a cold start); see coldstart.py.
 
     total_s runs from just before the launch to the child's first result, so interpreter start-up
     is included and the child's exit is not; process_s is the wall time of the whole subprocess.run.
@@ -295,35 +231,27 @@ def cold_start(config: BenchConfig, image: str | os.PathLike) -> dict[str, Any]:
     env.pop("DFER_VERBOSE", None)
     pkg_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    arg = json.dumps({"options": config.options(), "image": str(image)})
+    arg = json.dumps({"options": options.to_dict(), "image": str(image)})
     launched = time.time()
     p0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", _COLD_START_CODE, arg], capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, coldstart.__file__, arg], capture_output=True, text=True,
                               env=env, timeout=COLD_START_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise BenchError(f"cold-start process did not finish within {COLD_START_TIMEOUT} s") from None
     process_s = time.perf_counter() - p0
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("DFER-BENCH ")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(coldstart.PREFIX)]
     if proc.returncode != 0 or not lines:
         err = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
         raise BenchError(f"cold-start process failed (exit {proc.returncode}): {err[-1] if err else 'no output'}")
-    r = json.loads(lines[-1][len("DFER-BENCH "):])
-    total = r["first_result"] - launched
-    if not 0 < total <= process_s:  # wall clock stepped: fall back to the launch-to-exit time
-        total = process_s
-    return {"total_s": total, "process_s": process_s,
-            "interpreter_start_s": max(0.0, r["start"] - launched),
-            "import_s": r["imported"] - r["start"], "load_s": r["loaded"] - r["imported"],
-            "first_predict_s": r["first_result"] - r["loaded"],
-            "peak_rss_mib": float(r["peak_rss_mib"]), "faces": int(r["faces"])}
+    return coldstart.timings(json.loads(lines[-1][len(coldstart.PREFIX):]), launched, process_s)
 
 
-def run_one(config: BenchConfig, images: Sequence[BenchImage], iterations: int = 30, warmup: int = 3,
+def run_one(config: RecognizerOptions, images: Sequence[BenchImage], iterations: int = 30, warmup: int = 3,
             measure_cold_start: bool = True, image_paths: Sequence[str | os.PathLike] | None = None,
             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Benchmark one configuration. `progress(1)` is called after every (warm-up) iteration."""
-    from .recognizer import Recognizer, RecognizerOptions
+    from .recognizer import Recognizer
 
     if iterations < 1:
         raise BenchError("iterations must be >= 1")
@@ -331,13 +259,15 @@ def run_one(config: BenchConfig, images: Sequence[BenchImage], iterations: int =
         raise BenchError("warmup must be >= 0")
     if not images:
         raise BenchError("no images to benchmark")
-    rec = Recognizer(RecognizerOptions(**config.options()))
+    rec = Recognizer(config)
+    times = StageTimes()
+    pipe = rec.pipeline.timed(times)
     try:
         model_path = Path(rec.model.path)
         interp = {"name": rec.model.interpreter_name, "version": rec.model.interpreter_version}
         for _ in range(warmup):
             for im in images:
-                _staged(rec, im.data)
+                _staged(pipe, times, im.data)
                 _end_to_end(rec, im.data)
             if progress:
                 progress(1)
@@ -348,8 +278,8 @@ def run_one(config: BenchConfig, images: Sequence[BenchImage], iterations: int =
         e2e_faces = 0
         for _ in range(iterations):
             for k, im in enumerate(images):
-                times, inputs = _staged(rec, im.data)
-                for s, t in zip(stage_samples, times):
+                seconds, inputs = _staged(pipe, times, im.data)
+                for s, t in zip(stage_samples, seconds):
                     s.append(t)
                 faces_per_pass[k] = len(inputs)
                 if inputs:
@@ -361,14 +291,14 @@ def run_one(config: BenchConfig, images: Sequence[BenchImage], iterations: int =
                 progress(1)
     finally:
         rec.close()
-    del rec
+    del rec, pipe
     total_s = float(sum(e2e))
     end_to_end = percentiles(e2e)
     end_to_end.update(images_per_s=rate(len(e2e), total_s), faces_per_s=rate(e2e_faces, total_s))
     cold = None
     if measure_cold_start:
         cold = cold_start(config, image_paths[0]) if image_paths else None
-    cfg = asdict(config)
+    cfg = config.to_dict()
     cfg.update(model_name=model_path.stem, images=[im.name for im in images],
                iterations=iterations, warmup=warmup)
     return {
@@ -405,7 +335,7 @@ def machine_info() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def run_bench(image_paths: Sequence[str | os.PathLike], configs: Sequence[BenchConfig], iterations: int = 30,
+def run_bench(image_paths: Sequence[str | os.PathLike], configs: Sequence[RecognizerOptions], iterations: int = 30,
               warmup: int = 3, measure_cold_start: bool = True,
               progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Every configuration on the same images -> {"runs": [...], "machine": {...}} (the --json document)."""

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Callable, Optional
 
 import numpy as np
 import typer
 
 from .errors import DferError
+from .options import DEFAULTS, RecognizerOptions
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Facial expressions (7 basic) on small computers, offline.")
@@ -21,17 +24,42 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 EXIT_BAD_INPUT = 1
 EXIT_SETUP = 2
 
-ModelOpt = typer.Option(None, "--model", help="expression model: a .tflite path, or a shipped variant: int8 "
-                        "(default), int8-full (integer-only), dynamic, float16, float32")
-LandmarksOpt = typer.Option(None, "--landmarks", help="dlib 68-point landmark model file")
-UpsampleOpt = typer.Option(0, "--upsample", min=0, max=3, help="HOG upsampling; 1 finds faces under ~80 px (slower)")
-ThreadsOpt = typer.Option(None, "--threads", min=1, help="interpreter threads")
-WidthOpt = typer.Option(512, "--width", min=64, help="working-image width in px")
-DetectWidthOpt = typer.Option(None, "--detect-width", min=64,
-                              help="run HOG on a copy this wide (faster), landmarks stay on the --width image")
-FlipOpt = typer.Option(True, "--flip-average/--no-flip-average",
-                       help="also score the mirrored face and average the two (2 inferences per face)")
-MinScoreOpt = typer.Option(0.1, "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")
+# The pipeline options every image-reading command shares, declared once. Defaults come from
+# options.DEFAULTS; `@pipeline_options` adds them to a command and hands them over as one
+# RecognizerOptions (parameter `options`), so the names are RecognizerOptions' own.
+ModelPath = Annotated[Optional[Path], typer.Option(
+    "--model", help="expression model: a .tflite path, or a shipped variant: int8 (default), int8-full "
+    "(integer-only), dynamic, float16, float32")]
+LandmarksPath = Annotated[Optional[Path], typer.Option("--landmarks", help="dlib 68-point landmark model file")]
+Upsample = Annotated[int, typer.Option("--upsample", min=0, max=3,
+                                       help="HOG upsampling; 1 finds faces under ~80 px (slower)")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="interpreter threads")]
+Width = Annotated[int, typer.Option("--width", min=64, help="working-image width in px")]
+MinScore = Annotated[float, typer.Option(
+    "--min-score", help="HOG detection threshold (dlib's own default is 0; 0.1 drops badge-like false faces)")]
+FlipAverage = Annotated[bool, typer.Option(
+    "--flip-average/--no-flip-average", help="also score the mirrored face and average the two (2 inferences per face)")]
+DetectWidth = Annotated[Optional[int], typer.Option(
+    "--detect-width", min=64, help="run HOG on a copy this wide (faster), landmarks stay on the --width image")]
+
+SHARED_OPTIONS = {"model": ModelPath, "landmarks": LandmarksPath, "upsample": Upsample, "threads": Threads,
+                  "width": Width, "min_score": MinScore, "flip_average": FlipAverage, "detect_width": DetectWidth}
+
+
+def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the shared pipeline options and pass them on as `options: RecognizerOptions`."""
+    sig = inspect.signature(command, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.name != "options"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=getattr(DEFAULTS, name))
+              for name, kind in SHARED_OPTIONS.items()]
+
+    @functools.wraps(command)
+    def run(**kwargs: Any) -> Any:
+        settings = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
+        return command(**kwargs, options=DEFAULTS.replace(**settings))
+
+    run.__signature__ = sig.replace(parameters=own + shared)  # what typer reads
+    return run
 
 
 def fail(msg: str, code: int = EXIT_SETUP) -> None:
@@ -39,16 +67,21 @@ def fail(msg: str, code: int = EXIT_SETUP) -> None:
     raise typer.Exit(code)
 
 
-def make_recognizer(model: Optional[Path], landmarks: Optional[Path], upsample: int, threads: Optional[int],
-                    width: int = 512, min_score: float = 0.1, flip_average: bool = True,
-                    detect_width: Optional[int] = None):
-    from .recognizer import Recognizer, RecognizerOptions
+def write_json(path: Optional[Path], doc: Any) -> None:
+    """--json / --summary-json: the document, or one line saying why it could not be written."""
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+    except OSError as e:
+        fail(f"cannot write {path}: {e.strerror or e}")
+
+
+def make_recognizer(options: RecognizerOptions):
+    from .recognizer import Recognizer
 
     try:
-        return Recognizer(RecognizerOptions(model=model, landmarks=landmarks, upsample=upsample,
-                                            num_threads=threads, width=width,
-                                            min_score=min_score, flip_average=flip_average,
-                                            detect_width=detect_width))
+        return Recognizer(options)
     except DferError as e:
         fail(str(e))
 
@@ -73,20 +106,14 @@ def _annotated_name(out_dir: Path, src: Path, used: set[str]) -> Path:
 
 
 @app.command()
+@pipeline_options
 def predict(
     paths: list[str] = typer.Argument(..., help="image files, folders or glob patterns"),
     json_out: bool = typer.Option(False, "--json", help="one JSON list, one object per input"),
     jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per input per line"),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="save annotated copies into this folder"),
     largest: bool = typer.Option(False, "--largest", help="keep only the largest face per image"),
-    model: Optional[Path] = ModelOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
-    upsample: int = UpsampleOpt,
-    threads: Optional[int] = ThreadsOpt,
-    width: int = WidthOpt,
-    min_score: float = MinScoreOpt,
-    flip_average: bool = FlipOpt,
-    detect_width: Optional[int] = DetectWidthOpt,
+    options: RecognizerOptions = None,
 ) -> None:
     """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
     import cv2
@@ -101,7 +128,7 @@ def predict(
     files = expand(paths)
     if not files:
         fail("no images found in the given paths")
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    rec = make_recognizer(options)
     if annotate:
         try:
             annotate.mkdir(parents=True, exist_ok=True)
@@ -137,19 +164,13 @@ def predict(
 
 
 @app.command()
+@pipeline_options
 def evaluate(
     data_dir: Path = typer.Argument(..., help="image-folder tree <label>/<file>"),
     crops: bool = typer.Option(False, "--crops", help="every image is already a face crop (the whole image is the face)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON to this file"),
     votes: Optional[Path] = typer.Option(None, "--votes", help="FER+ vote file: also score against the FER+ majority label"),
-    model: Optional[Path] = ModelOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
-    upsample: int = UpsampleOpt,
-    threads: Optional[int] = ThreadsOpt,
-    width: int = WidthOpt,
-    min_score: float = MinScoreOpt,
-    flip_average: bool = FlipOpt,
-    detect_width: Optional[int] = DetectWidthOpt,
+    options: RecognizerOptions = None,
 ) -> None:
     """Accuracy, macro-F1, per-class recall and confusion of the model on labelled images.
 
@@ -163,7 +184,7 @@ def evaluate(
         fail(str(e))
     for w in ds.skipped:
         typer.echo(f"warning: {w}", err=True)
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    rec = make_recognizer(options)
     errors: list[str] = []
     with typer.progressbar(ds.items, label="evaluating", file=sys.stderr) as items:
         seen = ev.run(rec, items, crops, errors.append)
@@ -179,18 +200,14 @@ def evaluate(
     if majority is not None:
         m["ferplus"] = ev.ferplus_metrics(seen, majority)
     typer.echo(ev.report(m))
-    if json_path:
-        try:
-            json_path.write_text(json.dumps(m, indent=1) + "\n")
-        except OSError as e:
-            fail(f"cannot write {json_path}: {e.strerror or e}")
+    write_json(json_path, m)
     raise typer.Exit(EXIT_BAD_INPUT if errors else 0)
 
 
 @app.command()
 def info(
-    model: Optional[Path] = ModelOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
+    model: ModelPath = DEFAULTS.model,
+    landmarks: LandmarksPath = DEFAULTS.landmarks,
 ) -> None:
     """Versions, interpreter, model metadata and the landmark model in use."""
     import cv2
@@ -236,14 +253,14 @@ def bench(
     model: Optional[list[str]] = typer.Option(
         None, "--model", help="model .tflite paths or variant names (int8, int8-full, dynamic, float16, float32: "
         "models/dfer-NAME.tflite); repeat or comma-separate (default: the shipped model)"),
-    interpreter: str = typer.Option("auto", "--interpreter", help="comma list of auto, litert, tflite-runtime"),
+    interpreter: str = typer.Option(DEFAULTS.interpreter, "--interpreter", help="comma list of auto, litert, tflite-runtime"),
     threads: Optional[str] = typer.Option(None, "--threads", help="comma list, e.g. 1,2,4 (default: the interpreter's choice)"),
-    width: str = typer.Option("512", "--width", help="comma list of working-image widths, e.g. 320,512"),
-    upsample: str = typer.Option("0", "--upsample", help="comma list of HOG upsampling levels, e.g. 0,1"),
-    min_score: float = MinScoreOpt,
-    detect_width: Optional[int] = DetectWidthOpt,
-    flip_average: bool = FlipOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
+    width: str = typer.Option(str(DEFAULTS.width), "--width", help="comma list of working-image widths, e.g. 320,512"),
+    upsample: str = typer.Option(str(DEFAULTS.upsample), "--upsample", help="comma list of HOG upsampling levels, e.g. 0,1"),
+    min_score: MinScore = DEFAULTS.min_score,
+    detect_width: DetectWidth = DEFAULTS.detect_width,
+    flip_average: FlipAverage = DEFAULTS.flip_average,
+    landmarks: LandmarksPath = DEFAULTS.landmarks,
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON to this file"),
     cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start",
                                     help="measure process start to first result in a fresh process"),
@@ -263,7 +280,8 @@ def bench(
         interps, warn_i = b.resolve_interpreters(interpreter)
         configs = b.matrix(models, interps, b.parse_int_list(threads, "--threads", 1) if threads else [None],
                            b.parse_int_list(width, "--width", 64), b.parse_int_list(upsample, "--upsample", 0, 3),
-                           min_score, landmarks, detect_width, flip_average)
+                           DEFAULTS.replace(min_score=min_score, landmarks=landmarks, detect_width=detect_width,
+                                            flip_average=flip_average))
         for w in warn_m + warn_i:
             typer.echo(f"warning: {w}", err=True)
         images = b.read_images(files)
@@ -277,14 +295,11 @@ def bench(
     except DferError as e:
         fail(str(e))
     typer.echo(b.format_table(report))
-    if json_path:
-        try:
-            json_path.write_text(json.dumps(report, indent=1) + "\n")
-        except OSError as e:
-            fail(f"cannot write {json_path}: {e.strerror or e}")
+    write_json(json_path, report)
 
 
 @app.command()
+@pipeline_options
 def watch(
     source: str = typer.Argument(..., help="camera index (0), video file, or stream URL (rtsp://, http://)"),
     jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per processed frame on stdout"),
@@ -300,14 +315,7 @@ def watch(
                                     help="a camera or stream that fails is retried with backoff for this many seconds (0: give up at once)"),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="follow at most this many faces, largest first"),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="also write the end-of-run summary as JSON here"),
-    model: Optional[Path] = ModelOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
-    upsample: int = UpsampleOpt,
-    threads: Optional[int] = ThreadsOpt,
-    width: int = WidthOpt,
-    min_score: float = MinScoreOpt,
-    flip_average: bool = FlipOpt,
-    detect_width: Optional[int] = DetectWidthOpt,
+    options: RecognizerOptions = None,
 ) -> None:
     """Expressions in a live camera, a video file or a stream, with face tracking and smoothing.
 
@@ -323,7 +331,7 @@ def watch(
         fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
     if save is not None and not save.parent.is_dir():
         fail(f"cannot write {save}: folder {save.parent} does not exist")
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    rec = make_recognizer(options)
     log = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
     try:
         src = open_source(source, reconnect, log)
@@ -359,29 +367,19 @@ def watch(
     finally:
         src.close()
     typer.echo(f"summary: {summary.line()}", err=True)
-    if summary_json:
-        try:
-            summary_json.write_text(json.dumps(summary.to_dict(), indent=1) + "\n")
-        except OSError as e:
-            fail(f"cannot write {summary_json}: {e.strerror or e}")
+    write_json(summary_json, summary.to_dict())
     if summary.error:
         typer.echo(f"error: {summary.error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @app.command()
+@pipeline_options
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface; think first)"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)"),
     max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1, help="largest accepted request body"),
-    model: Optional[Path] = ModelOpt,
-    landmarks: Optional[Path] = LandmarksOpt,
-    upsample: int = UpsampleOpt,
-    threads: Optional[int] = ThreadsOpt,
-    width: int = WidthOpt,
-    min_score: float = MinScoreOpt,
-    flip_average: bool = FlipOpt,
-    detect_width: Optional[int] = DetectWidthOpt,
+    options: RecognizerOptions = None,
 ) -> None:
     """HTTP service: POST /predict (an image), GET /health, and a kiosk page at / that uses the browser's camera.
 
@@ -394,7 +392,7 @@ def serve(
         from .serve import create_app
     except ImportError as e:
         fail(f"serve needs the optional extra ({e.name} is missing): pip install 'dfer-edge[serve]'")
-    rec = make_recognizer(model, landmarks, upsample, threads, width, min_score, flip_average, detect_width)
+    rec = make_recognizer(options)
     try:  # bind first, so a busy port is one line, not a uvicorn traceback
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)

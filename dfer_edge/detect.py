@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Protocol
 
 import cv2
 import dlib
 import numpy as np
 
-DEFAULT_WIDTH = 512
+from . import geometry
+from .options import DEFAULTS
+
+DEFAULT_WIDTH = DEFAULTS.width
+BOX_MARGIN = 0.10  # the seed's margin around the detector's (tight) box in reported boxes
 # dlib's own frontal face detector, saved once with `dlib.get_frontal_face_detector().save(...)`.
 # Loading it from this file takes ~2 ms; dlib rebuilds the embedded copy from text in ~0.4 s, a third
 # of our cold start. Same detector, same boxes (tests/test_detect_real.py compares them).
@@ -24,16 +29,38 @@ def load_frontal_detector():
         return dlib.get_frontal_face_detector()
 
 
-class WorkingImage(NamedTuple):
-    """The equalised grayscale image the detector and landmarks run on, and its scale to the original."""
+@dataclass(frozen=True)
+class WorkingImage:
+    """The equalised grayscale image the detector and landmarks run on, and how its pixels map back to
+    the original image's (which may have been decoded reduced, see image.load_gray_for_width)."""
 
     image: np.ndarray
-    scale: float  # working pixels per original pixel
+    scale: float  # working pixels per decoded pixel
+    factor: float = 1.0  # original pixels per decoded pixel
+    original_size: tuple[int, int] = (0, 0)  # (width, height) of the original image
+
+    @property
+    def to_original(self) -> float:
+        """Original pixels per working pixel."""
+        return self.factor / self.scale
+
+    def points_to_original(self, points: np.ndarray) -> np.ndarray:
+        return points * self.to_original
+
+    def box_to_original(self, box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+        """A detector-convention box in working pixels -> the reported box: grown by BOX_MARGIN, in
+        original pixels, clipped to the original image."""
+        k = self.to_original
+        x1, y1, x2, y2 = (v * k for v in geometry.grow_box(box, BOX_MARGIN))
+        width, height = self.original_size
+        return max(0, round(x1)), max(0, round(y1)), min(width, round(x2)), min(height, round(y2))
 
 
-def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH) -> WorkingImage:
-    """Resize to `width` px wide (None: keep size) and equalise the histogram, once per frame."""
+def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: float = 1.0) -> WorkingImage:
+    """Resize to `width` px wide (None: keep size) and equalise the histogram, once per frame. `factor`:
+    original pixels per pixel of `gray`, when it was decoded reduced."""
     h, w = gray.shape[:2]
+    original_size = (round(w * factor), round(h * factor))
     scale = 1.0
     if width and w != width:
         k = w // width
@@ -48,32 +75,40 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH) -> Workin
         # INTER_LINEAR differed on arm64 and moved probabilities by 0.04); 0.03-0.1 ms more.
         gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR_EXACT)
         scale = s / k if k >= 2 else s
-    return WorkingImage(cv2.equalizeHist(gray), scale)
+    return WorkingImage(cv2.equalizeHist(gray), scale, factor, original_size)
+
+
+class Detector(Protocol):
+    """What the pipeline needs of a face detector, so that a second detector is one new class: every face
+    in an 8-bit grayscale image, largest first, as dlib rectangles in that image's pixels and in dlib's
+    box convention (the landmark model starts from them)."""
+
+    def __call__(self, image: np.ndarray) -> list[dlib.rectangle]: ...
 
 
 class FaceDetector:
-    """dlib's frontal HOG detector. Upsampling finds faces under ~80 px at ~4x the cost.
+    """dlib's frontal HOG detector (the seed's). Upsampling finds faces under ~80 px at ~4x the cost.
 
     `min_score` is the HOG decision threshold: 0 is dlib's default; a little above 0 (e.g. 0.1)
     drops face-like patterns such as badges, at the risk of losing faint real faces.
     """
 
-    def __init__(self, upsample: int = 0, min_score: float = 0.0, width: int | None = None,
+    def __init__(self, upsample: int = 0, min_score: float = 0.0, detect_width: int | None = None,
                  dlib_detector=None) -> None:
         if upsample < 0:
             raise ValueError("upsample must be >= 0")
         self.upsample = upsample
         self.min_score = min_score
-        self.width = width  # scan a copy shrunk to this width (HOG cost ~ pixels); boxes come back full size
+        self.detect_width = detect_width  # scan a copy shrunk to this width (HOG cost ~ pixels); boxes come back full size
         # The dlib detector keeps no state between calls, so detectors with different settings can share
         # one (pass another FaceDetector's `dlib_detector`) instead of each loading the file.
         self.dlib_detector = dlib_detector if dlib_detector is not None else load_frontal_detector()
 
     def __call__(self, image: np.ndarray) -> list[dlib.rectangle]:
         """Every face scoring at least `min_score`, largest first, in `image` pixels."""
-        if self.width and image.shape[1] > self.width:
-            k = image.shape[1] / self.width
-            small = cv2.resize(image, (self.width, max(1, round(image.shape[0] / k))), interpolation=cv2.INTER_AREA)
+        if self.detect_width and image.shape[1] > self.detect_width:
+            k = image.shape[1] / self.detect_width
+            small = cv2.resize(image, (self.detect_width, max(1, round(image.shape[0] / k))), interpolation=cv2.INTER_AREA)
             return [dlib.rectangle(round(r.left() * k), round(r.top() * k), round(r.right() * k), round(r.bottom() * k))
                     for r in self._detect(small)]
         return self._detect(image)

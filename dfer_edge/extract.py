@@ -71,6 +71,7 @@ class ReadyCrop:
     detected: bool  # True if HOG found the face, False if the calibrated box was used
     scale: float  # working pixels per original pixel
     offset: tuple[float, float]  # original-pixel position of the padded square's corner (x, y), <= 0
+    original_shape: tuple[int, int] = (0, 0)  # (height, width) of the original crop
 
     def to_original(self, points: np.ndarray) -> np.ndarray:
         """Working-image points -> pixels of the original crop (cv2.resize's pixel-centre convention)."""
@@ -97,14 +98,14 @@ def ready_crop(gray: np.ndarray, detector: FaceDetector) -> ReadyCrop:
     offset = (-float(left), -float(top))
     rects = detector(upscaled(cv2.BORDER_CONSTANT))
     if rects:
-        return ReadyCrop(work, rects[0], True, s, offset)
+        return ReadyCrop(work, rects[0], True, s, offset, (h, w))
     fx1, fy1, fx2, fy2 = READY_FALLBACK
 
     def to_work(v: float, pad: int) -> int:  # original pixel -> working pixel, pixel-centre convention
         return round((v + pad + 0.5) * s - 0.5)
 
     rect = dlib.rectangle(to_work(fx1 * w, left), to_work(fy1 * h, top), to_work(fx2 * w, left), to_work(fy2 * h, top))
-    return ReadyCrop(work, rect, False, s, offset)
+    return ReadyCrop(work, rect, False, s, offset, (h, w))
 
 
 def ready_crop_inputs(gray: np.ndarray, detector: FaceDetector, landmarks: LandmarkModel,

@@ -143,7 +143,7 @@ def _temperature(meta: dict[str, Any], path: Path) -> float:
 class ExpressionModel:
     """A loaded expression model. `__call__(FaceInputs) -> probabilities` in `labels` order."""
 
-    def __init__(self, path: str | os.PathLike | None = None, num_threads: int | None = None,
+    def __init__(self, path: str | os.PathLike | None = None, threads: int | None = None,
                  interpreter: str = "auto") -> None:
         self.path = model_path(path)
         if not self.path.is_file():
@@ -155,13 +155,13 @@ class ExpressionModel:
         self._interp_cls = cls
         self.recoveries = 0  # interpreters replaced after a failed call (see _recover)
         try:
-            self._interp = cls(model_path=str(self.path), num_threads=num_threads)
+            self._interp = cls(model_path=str(self.path), num_threads=threads)
             runner = self._interp.get_signature_runner()
         except (ValueError, RuntimeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ModelError(f"model file {self.path} cannot be loaded ({msg}); it is corrupt or not a "
                              "TFLite model with a signature: re-export it with `python -m convert export`") from None
-        self.num_threads = num_threads
+        self.threads = threads
         details = runner.get_input_details()
         missing = [n for n in INPUT_NAMES if n not in details]
         if missing or len(details) != len(INPUT_NAMES):
@@ -262,7 +262,7 @@ class ExpressionModel:
         long-running service down (a failure right after that is a ModelError for that call only)."""
         self.recoveries += 1
         with _quiet_stderr():
-            self._interp = self._interp_cls(model_path=str(self.path), num_threads=self.num_threads)
+            self._interp = self._interp_cls(model_path=str(self.path), num_threads=self.threads)
             self._interp.allocate_tensors()
 
     def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,

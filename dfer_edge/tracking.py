@@ -10,19 +10,15 @@ can be smoothed per face with an exponential moving average over time.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import dlib
 import numpy as np
 
-from .detect import rect_to_box, working_image
-from .extract import face_inputs
-from .image import array_to_gray
-from .labels import LABELS
-from .recognizer import Recognizer, Scored, report_box
-
-STAGES = ("preprocess", "detect", "landmarks", "crops+features", "inference")
+from .detect import WorkingImage, rect_to_box
+from .pipeline import StageTimes
+from .recognizer import Recognizer, as_dict
+from .results import TrackedFace
 
 MATCH_IOU = 0.3  # a detection continues a track when their boxes overlap at least this much
 MAX_SCALE_CHANGE = 0.25  # refitted landmarks this much larger/smaller than the box they came from: drift
@@ -101,32 +97,6 @@ class Track:
     t: float = 0.0
 
 
-@dataclass(frozen=True)
-class TrackedFace(Scored):
-    """One face in one frame, in original frame pixels."""
-
-    id: int
-    box: tuple[int, int, int, int]  # detector box grown by the recognizer's margin, clipped to the frame
-    landmarks: np.ndarray
-    probabilities: dict[str, float]  # smoothed when smoothing is on
-    detected: bool  # this frame's box came from the detector, not from tracking
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, **super().to_dict()}
-
-
-@dataclass
-class StageTimes:
-    """Total seconds per pipeline stage over a run."""
-
-    seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
-
-    def add(self, stage: str, since: float) -> float:
-        now = time.perf_counter()
-        self.seconds[stage] += now - since
-        return now
-
-
 class FaceTracker:
     """Per-frame results with stable face ids. `detect_every=1` detects on every frame (no tracking).
 
@@ -139,6 +109,8 @@ class FaceTracker:
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
         self.rec = recognizer
+        self.times = StageTimes()
+        self.pipeline = recognizer.pipeline.timed(self.times)  # the recognizer's models, timed per stage
         self.detect_every = detect_every
         self.smooth = smooth
         self.max_faces = max_faces
@@ -147,76 +119,64 @@ class FaceTracker:
         self.frames = 0
         self.detections = 0
         self.since_detect = 0
-        self.times = StageTimes()
 
     def process(self, frame: np.ndarray, t: float) -> tuple[list[TrackedFace], bool]:
         """Faces in one frame (an image array, BGR or gray) at time `t` seconds, largest first, and
         whether the detector ran on it."""
-        t0 = time.perf_counter()
-        gray = array_to_gray(frame)
-        work = working_image(gray, self.rec.options.width)
-        t0 = self.times.add("preprocess", t0)
+        pipe = self.pipeline
+        work = pipe.prepare(pipe.load(frame)[0])
         self.frames += 1
 
         detect = not self.tracks or self.since_detect + 1 >= self.detect_every
-        found: list[tuple[Track, np.ndarray]] = []
+        found: list[tuple[Track, np.ndarray]] | None = None
         if not detect:
-            found, t0 = self._follow(work.image, t0)
+            found = self._follow(work)
             detect = found is None
         if detect:
-            found, t0 = self._detect(work.image, t0)
+            found = self._detect(work)
             self.since_detect = 0
             self.detections += 1
         else:
             self.since_detect += 1
 
         faces = []
-        h, w = gray.shape[:2]
-        k = 1.0 / work.scale
-        info = self.rec.model.info
         for track, pts in found:
-            inputs = face_inputs(work.image, pts, info.crop_size, info.feature_mode, info.regions)
-            t0 = self.times.add("crops+features", t0)
-            p = self.rec.probabilities(inputs)
-            t0 = self.times.add("inference", t0)
+            p = pipe.score(pipe.cut(work.image, pts))
             track.probs = ema(track.probs, p, t - track.t, self.smooth)
             track.t = t
-            faces.append(TrackedFace(track.id, report_box(track.box, k, w, h), pts * k,
-                                     {lab: float(v) for lab, v in zip(LABELS, track.probs)}, detect))
+            faces.append(TrackedFace(track.id, work.box_to_original(track.box), work.points_to_original(pts),
+                                     as_dict(track.probs), detect))
         return faces, detect
 
-    def _follow(self, image: np.ndarray, t0: float) -> tuple[list | None, float]:
+    def _follow(self, work: WorkingImage) -> list[tuple[Track, np.ndarray]] | None:
         """Refit every track's landmarks in a box placed from its last landmarks. None when any track
         drifted or left the frame: the caller then detects on this frame."""
-        h, w = image.shape[:2]
+        h, w = work.image.shape[:2]
         found = []
         for tr in self.tracks:
             box = tr.model.place(tr.points)
             if box[0] < -0.25 * (box[2] - box[0]) or box[2] > w + 0.25 * (box[2] - box[0]) \
                     or box[1] < -0.25 * (box[3] - box[1]) or box[3] > h + 0.25 * (box[3] - box[1]):
-                return None, t0
+                return None
             rect = dlib.rectangle(round(box[0]), round(box[1]), round(box[2]), round(box[3]))
-            pts = self.rec.landmarks(image, rect)
-            t0 = self.times.add("landmarks", t0)
+            pts = self.pipeline.fit(work.image, rect)
             if drifted(box, tr.model, pts):
-                return None, t0
+                return None
             tr.box, tr.points = box, pts
             found.append((tr, pts))
-        return found, t0
+        return found
 
-    def _detect(self, image: np.ndarray, t0: float) -> tuple[list, float]:
+    def _detect(self, work: WorkingImage) -> list[tuple[Track, np.ndarray]]:
         """Detect, fit landmarks, and give each face the id of the track its box overlaps most.
         Tracks without a detection end here."""
-        rects = self.rec.detector(image)
+        rects = self.pipeline.detect(work)
         if self.max_faces:
             rects = rects[: self.max_faces]
-        t0 = self.times.add("detect", t0)
         old = {tr.id: tr for tr in self.tracks}
         predicted = {tr.id: tr.model.place(tr.points) for tr in self.tracks}
         tracks, found = [], []
         for rect in rects:
-            pts = self.rec.landmarks(image, rect)
-            t0 = self.times.add("landmarks", t0)
+            pts = self.pipeline.fit(work.image, rect)
             box = rect_to_box(rect)
             model = BoxModel.from_detection(box, pts)
             best = max(predicted, key=lambda i: iou(box, predicted[i]), default=None)
@@ -230,13 +190,10 @@ class FaceTracker:
             tracks.append(tr)
             found.append((tr, pts))
         self.tracks = tracks
-        return found, t0
+        return found
 
     def reset(self) -> None:
         """Forget every face (e.g. after a camera reconnect: the scene may have changed)."""
         self.tracks = []
         self.since_detect = 0
 
-
-def stage_means_ms(times: StageTimes, frames: int) -> dict[str, float]:
-    return {s: round(1000 * v / frames, 3) if frames else 0.0 for s, v in times.seconds.items()}

@@ -16,8 +16,9 @@ import numpy as np
 
 from .annotate import draw
 from .errors import DferError
-from .sources import Frame, LiveSource, SourceError, VideoFile
-from .tracking import FaceTracker, TrackedFace, stage_means_ms
+from .sources import LiveSource, SourceError, VideoFile
+from .results import TrackedFace, frame_record
+from .tracking import FaceTracker
 
 LIVE_SAVE_FPS = 15.0  # a camera's nominal rate says little about how many frames we process
 
@@ -87,11 +88,6 @@ class VideoSaver:
             self._writer = None
 
 
-def frame_record(frame: Frame, faces: list[TrackedFace], detected: bool) -> dict[str, Any]:
-    """One line of `watch --jsonl`."""
-    return {"frame": frame.index, "t": round(frame.t, 4), "detected": detected, "faces": [f.to_dict() for f in faces]}
-
-
 def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOptions,
         emit: Callable[[dict[str, Any]], None] | None = None) -> WatchSummary:
     """Process frames until the source ends or a limit is reached. Ctrl-C (KeyboardInterrupt) ends
@@ -126,7 +122,7 @@ def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOpti
             summary.frames += 1
             summary.faces += len(faces)
             if emit:
-                emit(frame_record(frame, faces, detected))
+                emit(frame_record(frame.index, frame.t, faces, detected))
             if saver:
                 saver.write(frame.image, faces)
     except KeyboardInterrupt:
@@ -140,7 +136,7 @@ def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOpti
         summary.seconds = time.perf_counter() - start if start is not None else 0.0
         summary.detections = tracker.detections
         summary.reconnects = getattr(source, "reconnects", 0)
-        summary.stages_ms = stage_means_ms(tracker.times, summary.frames)
+        summary.stages_ms = tracker.times.means_ms(summary.frames)
         summary.read_ms = 1000 * read_s / max(1, summary.frames - 1)
     return summary
 

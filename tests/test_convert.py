@@ -105,7 +105,7 @@ def test_export_writes_metadata_sidecar(tiny_float32):
 
 def test_float32_export_matches_keras(real_exports, fer_val_arrays, fer_val_faces):
     _, x = fer_val_arrays
-    m = ExpressionModel(real_exports.float32, num_threads=1)
+    m = ExpressionModel(real_exports.float32, threads=1)
     np.testing.assert_allclose(run_probs(m, x), real_exports.keras_probs, atol=1e-4)
     # The runtime's own path (uint8 crops, features from float64 landmarks) gives the same answer.
     runtime = np.stack([m(f) for f in fer_val_faces.faces])
@@ -116,13 +116,13 @@ def test_float32_export_matches_keras(real_exports, fer_val_arrays, fer_val_face
 def test_int8_export_is_close_to_keras(real_exports, fer_val_arrays, variant):
     _, x = fer_val_arrays
     ref = real_exports.keras_probs
-    got = run_probs(ExpressionModel(getattr(real_exports, variant), num_threads=1), x)
+    got = run_probs(ExpressionModel(getattr(real_exports, variant), threads=1), x)
     assert np.abs(got - ref).max() < 0.1
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.8
 
 
 def test_int8_full_export_has_int8_inputs_and_is_dequantised(real_exports, fer_val_faces):
-    m = ExpressionModel(real_exports.int8_full, num_threads=1)
+    m = ExpressionModel(real_exports.int8_full, threads=1)
     assert m.info.input_dtypes == {n: "int8" for n in INPUT_NAMES}
     assert m.info.metadata["variant"] == "int8-full"
     for f in fer_val_faces.faces[:10]:
@@ -134,7 +134,7 @@ def test_int8_full_export_has_int8_inputs_and_is_dequantised(real_exports, fer_v
 def test_int8_export_keeps_only_the_first_convolutions_in_float(real_exports):
     """The default int8 recipe: float inputs feed three float convolutions; every other op is int8, and
     the batch is fixed at one, so no run-time shape ops split the graph."""
-    m = ExpressionModel(real_exports.int8, num_threads=1)
+    m = ExpressionModel(real_exports.int8, threads=1)
     assert m.info.input_dtypes == {n: "float32" for n in INPUT_NAMES}
     assert m.info.metadata["variant"] == "int8"
     it = m._interp
@@ -151,7 +151,7 @@ def test_int8_export_keeps_only_the_first_convolutions_in_float(real_exports):
 
 
 def test_shipped_int8_model_runs_on_real_faces(fer_val_faces):
-    m = ExpressionModel(None, num_threads=1)
+    m = ExpressionModel(None, threads=1)
     assert m.path == default_model_path()
     p = np.stack([m(f) for f in fer_val_faces.faces])
     assert p.shape == (len(fer_val_faces.faces), len(LABELS))
@@ -163,8 +163,8 @@ def test_shipped_int8_agrees_with_shipped_float32(fer_val_faces):
     float_path = default_model_path().with_name("dfer-float32.tflite")
     if not float_path.is_file():
         pytest.skip(f"no float32 model shipped next to the int8 one ({float_path})")
-    p8 = np.stack([ExpressionModel(None, num_threads=1)(f) for f in fer_val_faces.faces])
-    p32 = np.stack([ExpressionModel(float_path, num_threads=1)(f) for f in fer_val_faces.faces])
+    p8 = np.stack([ExpressionModel(None, threads=1)(f) for f in fer_val_faces.faces])
+    p32 = np.stack([ExpressionModel(float_path, threads=1)(f) for f in fer_val_faces.faces])
     assert (p8.argmax(1) == p32.argmax(1)).mean() >= 0.9
 
 

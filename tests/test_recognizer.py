@@ -57,7 +57,7 @@ def test_largest_and_crop_entry_points(rec):
     areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in faces]
     assert largest.box == faces[int(np.argmax(areas))].box
     assert rec.predict_largest(_photo("non_face.jpg")) is None
-    assert rec._crop_detector.dlib_detector is rec.detector.dlib_detector  # loaded once
+    assert rec.pipeline.crop_detector.dlib_detector is rec.detector.dlib_detector  # loaded once
     crops = sorted(FER_VAL.glob("*/*.jpg"))[:3] if FER_VAL.is_dir() else []
     if not crops:
         pytest.skip(f"{FER_VAL} is not present (shared data missing)")
@@ -73,7 +73,7 @@ def test_a_broken_interpreter_is_replaced_and_answers_the_same():
     one is broken for real by resizing an input to a batch the graph cannot take."""
     from dfer_edge.model import ExpressionModel
 
-    m = ExpressionModel(num_threads=1)
+    m = ExpressionModel(threads=1)
     zeros = {n: np.zeros(m._shape[n], m.info.input_dtypes[n]) for n in m._idx}
     want = m._invoke(zeros)
     m._interp.resize_tensor_input(m._idx["features"], [3, 13])
@@ -92,6 +92,6 @@ def test_model_variant_names_pick_the_shipped_files():
     from dfer_edge.model import SHIPPED_VARIANTS, ExpressionModel, default_model_path
 
     for name in SHIPPED_VARIANTS:
-        m = ExpressionModel(name, num_threads=1)
+        m = ExpressionModel(name, threads=1)
         assert m.path == default_model_path().with_name(f"dfer-{name}.tflite")
         assert m.info.metadata["variant"] == name

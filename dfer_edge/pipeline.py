@@ -1,0 +1,175 @@
+"""The corridor: the five steps, in one object that every user of the pipeline goes through.
+
+    image -> load (decode to gray) -> prepare (512 px, equalised) -> detect -> fit (68 landmarks)
+          -> cut (levelled crops + features) -> score (flip-averaged, tempered probabilities)
+
+`Recognizer` (photos), `FaceTracker` (video), `bench` (per-stage timing) and `convert/`'s extraction
+(training data) all call these methods, so what a model sees in training is what it sees at run time,
+and a second detector or a new model plugs in here once. Without a model the pipeline stops after
+`cut` (extraction). Timing is optional: a pipeline made with `timed(times)` adds every step's
+seconds to `times`, under the names in STAGES.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import ContextManager, Iterator
+
+import dlib
+import numpy as np
+
+from . import geometry
+from .calibration import temper
+from .detect import Detector, FaceDetector, WorkingImage, working_image
+from .errors import ModelError
+from .extract import FaceInputs, ReadyCrop, face_inputs, mirrored, ready_crop
+from .image import ImageInput, load_gray, load_gray_for_width
+from .landmarks import LandmarkModel
+from .model import ExpressionModel
+from .options import DEFAULTS, RecognizerOptions
+
+STAGES = ("decode", "preprocess", "detect", "landmarks", "crops_features", "inference")
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage, summed over every call made while timing."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t0
+
+    def reset(self) -> None:
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+
+    def means_ms(self, count: int) -> dict[str, float]:
+        """Milliseconds per item (frame, image) for each stage."""
+        return {s: round(1000 * v / count, 3) if count else 0.0 for s, v in self.seconds.items()}
+
+
+@dataclass(frozen=True)
+class InputFormat:
+    """What a model eats: the crop side, the feature convention, where the crops sit. A loaded model says
+    (its sidecar); extraction for training chooses."""
+
+    crop_size: int = 96
+    feature_mode: str = "iod"
+    regions: geometry.CropRegions = geometry.DEFAULT_REGIONS
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """One face as the pipeline sees it, in working-image pixels (WorkingImage or ReadyCrop maps back)."""
+
+    rect: dlib.rectangle  # the box the landmarks were fitted in
+    landmarks: np.ndarray  # (68, 2)
+    inputs: FaceInputs
+    probabilities: np.ndarray | None  # LABELS order; None when the pipeline has no model
+
+
+class Pipeline:
+    """The models, loaded once, and the steps that use them.
+
+    `score=False` builds it without the expression model (extraction for training), in which case
+    `input_format` says what to cut. `detector` replaces the HOG detector the options describe.
+    """
+
+    def __init__(self, options: RecognizerOptions = DEFAULTS, *, score: bool = True,
+                 input_format: InputFormat | None = None, detector: Detector | None = None) -> None:
+        self.options = options
+        self.model = ExpressionModel(options.model, threads=options.threads,
+                                     interpreter=options.interpreter) if score else None
+        if input_format is None:
+            info = self.model.info if self.model else None
+            input_format = InputFormat(info.crop_size, info.feature_mode, info.regions) if info else InputFormat()
+        self.format = input_format
+        self.landmark_model = LandmarkModel(options.landmarks)
+        self.detector = detector or FaceDetector(options.upsample, options.min_score, options.detect_width)
+        # Ready crops are always scanned by HOG without upsampling or threshold: the crop is upscaled to
+        # 256 px first, and the fallback box is calibrated to HOG's boxes. The dlib detector is shared.
+        self.crop_detector = FaceDetector(0, dlib_detector=getattr(self.detector, "dlib_detector", None))
+        self.times: StageTimes | None = None
+
+    def timed(self, times: StageTimes) -> Pipeline:
+        """The same pipeline (same loaded models) adding each step's seconds to `times`."""
+        twin = copy.copy(self)
+        twin.times = times
+        return twin
+
+    def _stage(self, name: str) -> ContextManager[None]:
+        return self.times.stage(name) if self.times is not None else nullcontext()
+
+    # --- the steps -----------------------------------------------------------------------------
+
+    def load(self, image: ImageInput, name: str | None = None) -> tuple[np.ndarray, float]:
+        """Step 0: any input -> 8-bit gray, a large JPEG decoded reduced; and original pixels per pixel."""
+        with self._stage("decode"):
+            return load_gray_for_width(image, self.options.width, name)
+
+    def prepare(self, gray: np.ndarray, factor: float = 1.0) -> WorkingImage:
+        """Step 1: the working image (resized, equalised)."""
+        with self._stage("preprocess"):
+            return working_image(gray, self.options.width, factor)
+
+    def detect(self, work: WorkingImage) -> list[dlib.rectangle]:
+        """Step 2: every face, largest first."""
+        with self._stage("detect"):
+            return self.detector(work.image)
+
+    def fit(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
+        """Step 3: the 68 landmarks in `rect`."""
+        with self._stage("landmarks"):
+            return self.landmark_model(image, rect)
+
+    def cut(self, image: np.ndarray, points: np.ndarray) -> FaceInputs:
+        """Step 4: level the face, cut the three crops, compute the features."""
+        f = self.format
+        with self._stage("crops_features"):
+            return face_inputs(image, points, f.crop_size, f.feature_mode, f.regions)
+
+    def score(self, inputs: FaceInputs) -> np.ndarray:
+        """Step 5: probabilities in LABELS order, flip-averaged when the options say so, then tempered
+        with the model's calibration temperature (a score of 0.7 is right about 70% of the time)."""
+        if self.model is None:
+            raise ModelError("this pipeline was built without an expression model (score=False)")
+        with self._stage("inference"):
+            p = self.model(inputs)
+            if self.options.flip_average:
+                p = (p + self.model(mirrored(inputs, self.model.info.feature_mode))) / 2.0
+            return temper(p, self.model.temperature)
+
+    # --- whole runs ----------------------------------------------------------------------------
+
+    def face(self, image: np.ndarray, rect: dlib.rectangle) -> FoundFace:
+        """Steps 3-5 for one face box."""
+        pts = self.fit(image, rect)
+        inputs = self.cut(image, pts)
+        return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
+
+    def run(self, image: ImageInput, name: str | None = None,
+            max_faces: int | None = None) -> tuple[WorkingImage, list[FoundFace]]:
+        """Every face of a photo or frame (at most `max_faces`, largest first)."""
+        gray, factor = self.load(image, name)
+        work = self.prepare(gray, factor)
+        rects = self.detect(work)
+        if max_faces:
+            rects = rects[:max_faces]
+        return work, [self.face(work.image, r) for r in rects]
+
+    def run_crop(self, image: ImageInput, name: str | None = None) -> tuple[ReadyCrop, FoundFace]:
+        """An image that is already a face crop (FER2013's 48x48): the whole image is the face. The one
+        ready-crop strategy, shared by `evaluate --crops` and training extraction."""
+        with self._stage("decode"):
+            gray = load_gray(image, name)
+        with self._stage("preprocess"):
+            rc = ready_crop(gray, self.crop_detector)
+        return rc, self.face(rc.image, rc.rect)
