@@ -13,8 +13,8 @@ Standard library only: each side runs in its own venv, in a child process pinned
 
 Cold start on both sides: from just before the process is launched (time.time() here) to the first
 result, in a fresh process whose imports are already in the page cache (one untimed priming run per
-side first). Peak RSS: each timing process's ru_maxrss after all its passes. Installed size: the
-files of each venv's site-packages, less pip/setuptools/wheel where the runtime does not need them.
+side first; ours is dfer_edge/coldstart.py, the child bench uses). Peak RSS: each timing process's
+ru_maxrss after all its passes; the cold-start child's own VmHWM. Installed size: the files of each venv's site-packages, less pip/setuptools/wheel where the runtime does not need them.
 Ratios are fer / ours: above 1 means ours is faster or smaller.
 
 Writes benchmarks/out/compare.json and benchmarks/RESULTS.md; prints the summary table. Exits 2 with
@@ -246,22 +246,18 @@ for it in spec:
 print(json.dumps(out))
 """
 
-OURS_COLD_CODE = r"""
-import time
-_t_start = time.time()
-import json, resource, sys
-cfg = json.loads(sys.argv[1])
-from dfer_edge import Recognizer, RecognizerOptions
-_t_import = time.time()
-rec = Recognizer(RecognizerOptions(**cfg["options"]))
-_t_load = time.time()
-faces = rec.predict(cfg["image"])
-_t_first = time.time()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-rss_mib = rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
-print("OURS-COLD " + json.dumps({"start": _t_start, "imported": _t_import, "loaded": _t_load,
-                                 "first_result": _t_first, "faces": len(faces), "peak_rss_mib": rss_mib}))
-"""
+def _load_coldstart():
+    """dfer_edge/coldstart.py, the one cold-start child (bench launches it too), loaded by path: it is
+    standard library at module level, and this script runs without our dependencies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dfer_coldstart", ROOT / "dfer_edge" / "coldstart.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+COLDSTART = _load_coldstart()
 
 
 def child_env(threads: int, extra: dict | None = None) -> dict:
@@ -316,15 +312,16 @@ def run_ours(py: Path, image: dict, args, env: dict, out: Path) -> dict:
     # Cold start: a fresh interpreter launched from here (not from bench, whose child would inherit
     # bench's RSS high-water mark through fork+exec).
     pyexe = str(Path(exe).parent / "python") if args.ours_dfer_edge else str(py)
-    cfg = {"options": {"width": args.width, "upsample": image["upsample"], "num_threads": args.threads,
+    cfg = {"options": {"width": args.width, "upsample": image["upsample"], "threads": args.threads,
                        "detect_width": args.detect_width},
            "image": image["path"]}
+    child = subprocess.run([pyexe, "-c", "import importlib.util; print(importlib.util.find_spec('dfer_edge')"
+                            ".submodule_search_locations[0])"], capture_output=True, text=True, env=env,
+                           cwd=NEUTRAL_CWD).stdout.strip()  # the installed package, found without importing it
     launched = time.time()
-    cold, cold_wall = run_json(pin(args.cpus) + [pyexe, "-c", OURS_COLD_CODE, json.dumps(cfg)], "OURS-COLD",
-                               f"dfer-edge cold start on {image['name']}", env)
-    total = cold["first_result"] - launched
-    if not 0 < total <= cold_wall:
-        total = cold_wall
+    stamps, cold_wall = run_json(pin(args.cpus) + [pyexe, str(Path(child) / "coldstart.py"), json.dumps(cfg)],
+                                 COLDSTART.PREFIX.strip(), f"dfer-edge cold start on {image['name']}", env)
+    cold = COLDSTART.timings(stamps, launched, cold_wall)
     faces = list(run["faces_per_image"].values())
     return {
         "command": shlex.join(cmd),
@@ -333,10 +330,8 @@ def run_ours(py: Path, image: dict, args, env: dict, out: Path) -> dict:
         "stages_p50_ms": {k: v["p50_ms"] for k, v in run["stages"].items()},
         "peak_rss_mib": run["peak_rss_mib"],
         "faces": faces[0] if faces else run["faces"],
-        "cold_start": {"total_s": total, "interpreter_start_s": max(0.0, cold["start"] - launched),
-                       "import_s": cold["imported"] - cold["start"], "load_s": cold["loaded"] - cold["imported"],
-                       "first_predict_s": cold["first_result"] - cold["loaded"],
-                       "peak_rss_mib": cold["peak_rss_mib"], "faces": cold["faces"]},
+        "cold_start": {k: cold[k] for k in ("total_s", "interpreter_start_s", "import_s", "load_s",
+                                            "first_predict_s", "peak_rss_mib", "faces")},
         "settings": {"width": args.width, "upsample": image["upsample"], "threads": args.threads,
                      "min_score": run["config"].get("min_score"), "detect_width": args.detect_width},
         "interpreter": run.get("interpreter"),

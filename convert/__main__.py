@@ -6,6 +6,11 @@ import argparse
 import json
 import sys
 
+from dfer_edge.errors import DferError
+from dfer_edge.options import DEFAULTS
+
+from .errors import ConvertError
+
 
 def _extract(a: argparse.Namespace) -> None:
     from .extract import extract
@@ -15,7 +20,8 @@ def _extract(a: argparse.Namespace) -> None:
     if a.limit:
         samples = samples[:: max(1, len(samples) // a.limit)][: a.limit]
     counts = extract(samples, a.out, crops=a.crops, landmarks=a.landmarks, size=a.size,
-                     upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions))
+                     upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions),
+                     min_score=a.min_score)
     print(json.dumps(counts))
 
 
@@ -27,7 +33,7 @@ def parse_regions(spec: str):
         pairs = [kv.split("=") for kv in spec.split(",") if kv.strip()]
         return CropRegions.from_dict({k.strip(): float(v) for k, v in pairs})
     except ValueError as e:
-        raise SystemExit(f"error: --crop-regions {spec!r}: {e}") from None
+        raise ConvertError(f"--crop-regions {spec!r}: {e}") from None
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -66,7 +72,7 @@ def _kdef_split(a: argparse.Namespace) -> None:
     print(json.dumps(kdef_split(a.kdef, a.out)))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -77,7 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--votes", help="FER+ vote file (ferplus_votes.csv) to attach soft labels")
     e.add_argument("--landmarks", help="dlib 68-point model path")
     e.add_argument("--size", type=int, default=96, help="crop size (default 96)")
-    e.add_argument("--upsample", type=int, default=0, help="HOG upsampling for full photos")
+    e.add_argument("--upsample", type=int, default=DEFAULTS.upsample, help="HOG upsampling for full photos")
+    e.add_argument("--min-score", type=float, default=DEFAULTS.min_score,
+                   help=f"HOG threshold for full photos (default {DEFAULTS.min_score}, as at run time)")
     e.add_argument("--crop-regions", default="", help="where the crops sit, e.g. eye_side=0.75,eye_inward=0.05,"
                                                       "mouth_side=1.1,mouth_raise=0.1 (dfer_edge.geometry.CropRegions)")
     e.add_argument("--workers", type=int, default=2)
@@ -122,7 +130,12 @@ def main(argv: list[str] | None = None) -> None:
     k.set_defaults(func=_kdef_split)
 
     a = p.parse_args(argv)
-    a.func(a)
+    try:
+        a.func(a)
+    except DferError as e:  # library code raises; only here does it become an exit status
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import numpy as np
 from dfer_edge import geometry
 from dfer_edge.labels import LABELS
 
+from .errors import ConvertError
+
 LABEL_MODES = ("original", "ferplus-majority", "ferplus-soft")
 
 
@@ -44,7 +46,7 @@ def targets(label: np.ndarray, votes: np.ndarray, mode: str, original_weight: fl
     if mode == "original":
         return onehot
     if mode not in LABEL_MODES:
-        raise SystemExit(f"error: unknown label mode {mode!r}; expected one of {LABEL_MODES}")
+        raise ConvertError(f"unknown label mode {mode!r}; expected one of {LABEL_MODES}")
     v = np.nan_to_num(votes.astype(np.float32), nan=0.0)
     has = v.sum(1) > 0
     out = onehot.copy()

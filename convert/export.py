@@ -22,12 +22,14 @@ import numpy as np
 
 from dfer_edge.extract import FEATURE_MODES
 from dfer_edge.labels import LABELS
+from dfer_edge.model import SHIPPED_VARIANTS
 
 from . import data as D
+from .errors import ConvertError
 from .legacy import (INPUT_NAMES, LOADERS, LoadedModel, batch_of_one, fail, inputs_from_landmarks, load, parse_input_map,
                      parse_labels, real_inputs)
 
-VARIANTS = ("float32", "float16", "dynamic", "int8", "int8-full")
+VARIANTS = SHIPPED_VARIANTS  # one list of variant names for the converter and the runtime
 NEEDS_CALIBRATION = ("int8", "int8-full")
 
 
@@ -67,7 +69,7 @@ def representative(paths: list[str], count: int, seed: int = 0, size: int | None
     """Real extracted inputs, one dict per sample keyed by input name (what the converter needs), at the
     model's crop size and feature convention. Paths: extracted .npz files or image folders."""
     if not paths:
-        raise SystemExit("error: int8 export needs --rep with at least one extracted .npz or image folder "
+        raise ConvertError("int8 export needs --rep with at least one extracted .npz or image folder "
                          "of real faces")
     if all(p.endswith(".npz") for p in paths):
         parts = [D.load(p) for p in paths]
@@ -108,7 +110,7 @@ def convert_saved_model(saved: str, variant: str, rep: list[dict[str, np.ndarray
     if variant == "dynamic":
         return converter().convert()
     if variant not in NEEDS_CALIBRATION:
-        raise SystemExit(f"error: unknown variant {variant!r}; expected one of {VARIANTS}")
+        raise ConvertError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
 
     def gen() -> Iterator[dict[str, np.ndarray]]:
         yield from rep

@@ -1,4 +1,8 @@
-"""Run dfer_edge's own steps 1-4 over a dataset and cache the model inputs as one .npz."""
+"""Run dfer_edge's own steps 1-4 over a dataset and cache the model inputs as one .npz.
+
+Extraction goes through the runtime's corridor (dfer_edge.pipeline.Pipeline, built without a model)
+with the runtime's detection settings, so training sees the faces inference finds, cut the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,50 +14,50 @@ from pathlib import Path
 
 import numpy as np
 
-from dfer_edge.detect import FaceDetector, working_image
 from dfer_edge.errors import DferError
-from dfer_edge.extract import face_inputs, ready_crop_inputs
 from dfer_edge.geometry import DEFAULT_REGIONS, CropRegions
-from dfer_edge.image import load_gray
-from dfer_edge.landmarks import LandmarkModel
+from dfer_edge.options import DEFAULTS, RecognizerOptions
+from dfer_edge.pipeline import InputFormat, Pipeline
 
+from .errors import ConvertError
 from .readers import Sample
 
 _state: dict = {}
 
 
-def _init(crops: bool, landmarks: str | None, size: int, upsample: int, regions: CropRegions) -> None:
-    _state.update(crops=crops, size=size, regions=regions, lm=LandmarkModel(landmarks),
-                  det=FaceDetector(0 if crops else upsample))
+def _init(crops: bool, options: RecognizerOptions, size: int, regions: CropRegions) -> None:
+    _state.update(crops=crops, pipe=Pipeline(options, score=False, input_format=InputFormat(size, "iod", regions)))
 
 
 def _one(sample: Sample):
     """-> (status, payload). status: ok | noface | error."""
+    pipe: Pipeline = _state["pipe"]
+    source = sample.image if sample.image is not None else sample.name
     try:
-        gray = load_gray(sample.image if sample.image is not None else sample.name, name=sample.name)
         if _state["crops"]:
-            fi, rc = ready_crop_inputs(gray, _state["det"], _state["lm"], _state["size"], regions=_state["regions"])
-            return "ok", (fi, rc.detected)
-        work = working_image(gray)
-        rects = _state["det"](work.image)
-        if not rects:
+            rc, face = pipe.run_crop(source, name=sample.name)
+            return "ok", (face.inputs, rc.detected)
+        _, faces = pipe.run(source, name=sample.name, max_faces=1)
+        if not faces:
             return "noface", None
-        fi = face_inputs(work.image, _state["lm"](work.image, rects[0]), _state["size"], regions=_state["regions"])
-        return "ok", (fi, True)
+        return "ok", (faces[0].inputs, True)
     except DferError as e:
         return "error", str(e)
 
 
 def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str | None = None,
-            size: int = 96, upsample: int = 0, workers: int = 2,
-            regions: CropRegions = DEFAULT_REGIONS) -> dict:
-    """Extract every sample, write `out`, and return counts (ok / no face / failed / HOG-detected)."""
+            size: int = 96, upsample: int = DEFAULTS.upsample, workers: int = 2,
+            regions: CropRegions = DEFAULT_REGIONS, min_score: float = DEFAULTS.min_score) -> dict:
+    """Extract every sample, write `out`, and return counts (ok / no face / failed / HOG-detected).
+    Full photos are detected with the runtime's settings (`upsample`, `min_score`); ready crops
+    (`crops`) with the one ready-crop strategy that `evaluate --crops` uses."""
     n = len(samples)
+    options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score)
     cols: dict[str, list] = {k: [] for k in ("right_eye", "left_eye", "mouth", "landmarks", "label",
                                             "votes", "votes_other", "subject", "name", "detected", "angle")}
     counts = {"total": n, "ok": 0, "noface": 0, "error": 0, "hog_detected": 0}
     t0 = time.time()
-    with mp.get_context("fork").Pool(workers, _init, (crops, landmarks, size, upsample, regions)) as pool:
+    with mp.get_context("fork").Pool(workers, _init, (crops, options, size, regions)) as pool:
         for i, (s, (status, payload)) in enumerate(zip(samples, pool.imap(_one, samples, chunksize=32))):
             counts[status] += 1
             if status == "error":
@@ -76,7 +80,7 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
                 print(f"  {i + 1}/{n} images, {time.time() - t0:.0f} s", file=sys.stderr)
     arrays = {k: np.asarray(v) for k, v in cols.items()}
     if counts["ok"] == 0:
-        raise SystemExit("error: no face could be extracted from any image")
+        raise ConvertError("no face could be extracted from any image")
     np.savez(out, crops=np.array(crops), size=np.array(size), crop_regions=np.array(json.dumps(regions.to_dict())),
              **arrays)
     return counts

@@ -28,8 +28,10 @@ import numpy as np
 from dfer_edge import geometry
 from dfer_edge.extract import FEATURE_MODES, features_for
 from dfer_edge.labels import LABELS, canonical_label
+from dfer_edge.model import INPUT_NAMES
 
-INPUT_NAMES = ("right_eye", "left_eye", "mouth", "features")
+from .errors import ConvertError
+
 CROP_INPUTS = INPUT_NAMES[:3]
 SEED_NAMES = ("Right_Eye", "Left_Eye", "Lips", "Features")  # the original DeepFER's input names
 # Recognised input names (compared lower-cased) -> canonical name.
@@ -39,9 +41,9 @@ LOADERS = ("auto", "keras", "tf_keras")
 CROPS_MAX_SIDE = 100  # images no larger than this are taken as ready face crops (FER2013's 48x48)
 
 
-def fail(msg: str) -> SystemExit:
-    """The one-line error the CLI prints (`error: ...`, exit status 1)."""
-    return SystemExit("error: " + " ".join(str(msg).split()))
+def fail(msg: str) -> ConvertError:
+    """The one-line error to raise (`raise fail(...)`); `python -m convert` prints it, exit status 1."""
+    return ConvertError(msg)
 
 
 def _first_line(e: BaseException) -> str:
@@ -311,38 +313,29 @@ def _from_images(root: str, size: int, mode: str, limit: int,
                  log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Images of a labelled folder tree (or KDEF / FER2013 CSV) through dfer_edge's own steps: small
     images (<= CROPS_MAX_SIDE px) as ready face crops, others via the 512-px working image and HOG."""
-    from dfer_edge.detect import FaceDetector, working_image
     from dfer_edge.errors import DferError
-    from dfer_edge.extract import face_inputs, ready_crop_inputs
-    from dfer_edge.image import load_gray
-    from dfer_edge.landmarks import LandmarkModel
-    from dfer_edge.recognizer import RecognizerOptions
+    from dfer_edge.pipeline import InputFormat, Pipeline
 
     from .readers import read_dataset
 
     samples = read_dataset(root)
     samples = [samples[i] for i in _spaced(len(samples), limit)] if samples else []
-    opts = RecognizerOptions()
-    lm = LandmarkModel(opts.landmarks)
-    det = FaceDetector(opts.upsample, opts.min_score)
-    crop_det = FaceDetector(0, dlib_detector=det.dlib_detector)
+    pipe = Pipeline(score=False, input_format=InputFormat(size, mode))  # the runtime's default settings
     faces, labels, skipped = [], [], 0
     for s in samples:
         try:
-            gray = load_gray(s.image if s.image is not None else s.name, name=s.name)
+            gray, _ = pipe.load(s.image if s.image is not None else s.name, name=s.name)
         except DferError:
             skipped += 1
             continue
         if max(gray.shape[:2]) <= CROPS_MAX_SIDE:
-            fi, _ = ready_crop_inputs(gray, crop_det, lm, size, mode)
+            found = [pipe.run_crop(gray)[1]]
         else:
-            work = working_image(gray, opts.width)
-            rects = det(work.image)
-            if not rects:
-                skipped += 1
-                continue
-            fi = face_inputs(work.image, lm(work.image, rects[0]), size, mode)
-        faces.append(fi)
+            found = pipe.run(gray, max_faces=1)[1]
+        if not found:
+            skipped += 1
+            continue
+        faces.append(found[0].inputs)
         labels.append(s.label)
     if skipped:
         log(f"{root}: {skipped} of {len(samples)} images skipped (unreadable or no face)")

@@ -8,8 +8,7 @@ from keras import layers
 
 from dfer_edge.geometry import N_FEATURES
 from dfer_edge.labels import LABELS
-
-INPUT_NAMES = ("right_eye", "left_eye", "mouth", "features")
+from dfer_edge.model import INPUT_NAMES
 
 
 def _conv(x, filters: int, stride: int, name: str, bn: bool):
@@ -43,10 +42,9 @@ def build_model(size: int = 96, width: int = 1, dropout: float = 0.3, bn: bool =
     feeds raw features and the model file alone defines what it expects.
     """
     reg = keras.regularizers.l2(l2) if l2 else None
-    eyes_r = keras.Input((size, size, 1), name="right_eye")
-    eyes_l = keras.Input((size, size, 1), name="left_eye")
-    mouth = keras.Input((size, size, 1), name="mouth")
-    feats = keras.Input((N_FEATURES,), name="features")
+    # Named as the runtime binds them (dfer_edge.model.INPUT_NAMES): right_eye, left_eye, mouth, features.
+    eyes_r, eyes_l, mouth = (keras.Input((size, size, 1), name=n) for n in INPUT_NAMES[:3])
+    feats = keras.Input((N_FEATURES,), name=INPUT_NAMES[3])
 
     x = layers.Concatenate(name="crops")([
         _crop_branch(eyes_r, "right_eye", width, bn, branch_width),

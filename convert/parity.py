@@ -29,7 +29,7 @@ def add_parity_args(p: argparse.ArgumentParser) -> None:
 
 
 def tflite_probs(path: str, x: dict[str, np.ndarray]) -> np.ndarray:
-    m = ExpressionModel(path, num_threads=1)
+    m = ExpressionModel(path, threads=1)
     return np.stack([m.run(x["right_eye"][i, :, :, 0], x["left_eye"][i, :, :, 0], x["mouth"][i, :, :, 0],
                            x["features"][i]) for i in range(len(x["features"]))])
 

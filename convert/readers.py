@@ -13,6 +13,8 @@ import numpy as np
 from dfer_edge.inputs import walk_images
 from dfer_edge.labels import LABELS, canonical_label
 
+from .errors import ConvertError
+
 # FER2013 CSV emotion codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
 FER2013_CODES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")
 # FER+ vote columns that are expressions we model (contempt, unknown and NF are not).
@@ -38,7 +40,7 @@ def read_folder(root: str | Path) -> Iterator[Sample]:
     """An image-folder tree <label>/<file>; common English folder names accepted, others skipped."""
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"error: {root} is not a directory")
+        raise ConvertError(f"{root} is not a directory")
     for entry in sorted(root.iterdir()):
         if not entry.is_dir():
             continue

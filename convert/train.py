@@ -13,6 +13,7 @@ import numpy as np
 from dfer_edge.labels import LABELS
 
 from . import data as D
+from .errors import ConvertError
 from .splits import heldout_subjects
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -149,7 +150,7 @@ def train_main(a: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     regions = {json.dumps(D.crop_regions(p), sort_keys=True) for p in a.train + a.val}
     if len(regions) != 1:
-        raise SystemExit(f"error: the caches were extracted with different crop regions: {sorted(regions)}")
+        raise ConvertError(f"the caches were extracted with different crop regions: {sorted(regions)}")
     train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression, a.original_weight)
     reps = dict(r.split("=") for r in a.repeat)
     parts = []

@@ -80,21 +80,28 @@ def seed_like(names=SEED_NAMES, size: int = 96, crop_shape=None, n_features: int
     return model
 
 
-def run_export(*args: str) -> str:
-    """`python -m convert export ...` in-process (TensorFlow is loaded once); returns what it printed."""
+def _main(*args: str) -> tuple[int, str, str]:
+    """`python -m convert export ...` in-process (TensorFlow is loaded once): (exit status, stdout, stderr)."""
     from convert.__main__ import main
 
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        main(["export", *map(str, args)])
-    return buf.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["export", *map(str, args)])
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_export(*args: str) -> str:
+    """What a successful export printed."""
+    code, out, err = _main(*args)
+    assert code == 0, err
+    return out
 
 
 def export_error(*args: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        run_export(*args)
-    msg = str(e.value.code)
-    assert msg.startswith("error: ") and "\n" not in msg, msg
+    """The one-line error of a failing export (library code raises ConvertError; main prints it, exit 1)."""
+    code, _, err = _main(*args)
+    msg = err.strip().splitlines()[-1] if err.strip() else ""
+    assert code == 1 and msg.startswith("error: "), (code, err)
     return msg
 
 

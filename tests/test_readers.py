@@ -67,3 +67,20 @@ def test_ferplus_votes_in_label_order():
     v = votes[row["file"]]
     assert v.shape == (len(LABELS),)
     assert [v[LABELS.index(lab)] for lab in LABELS] == [float(row[lab]) for lab in LABELS]
+
+
+def test_convert_library_raises_and_only_main_exits(tmp_path, capsys):
+    """convert/ functions raise ConvertError (a DferError, reusable from Python); `python -m convert`
+    alone turns it into one line on stderr and exit status 1."""
+    from convert.__main__ import main
+    from convert.errors import ConvertError
+    from dfer_edge.errors import DferError
+
+    missing = tmp_path / "missing"
+    with pytest.raises(ConvertError) as e:
+        read_dataset(missing)
+    assert isinstance(e.value, DferError) and str(missing) in str(e.value)
+    capsys.readouterr()
+    assert main(["extract", str(missing), "--out", str(tmp_path / "x.npz")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {missing} is not a directory"]

@@ -76,13 +76,13 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
 
     tree = fer_val_subset(tmp_path / "fer", 8)
     cache = tmp_path / "fer.npz"
-    main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--out", str(cache)])
+    assert main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--out", str(cache)]) == 0
     z = np.load(cache)
     assert json.loads(str(z["crop_regions"]))["mouth_side"] == 1.1 and z["votes_other"].shape == (56,)
 
     run = tmp_path / "run"
-    main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--wild-augment",
-          "--epochs", "1", "--batch", "16", "--calibration-holdout", "0.3", "--out", str(run)])
+    assert main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--wild-augment",
+          "--epochs", "1", "--batch", "16", "--calibration-holdout", "0.3", "--out", str(run)]) == 0
     m = json.loads((run / "metrics.json").read_text())
     cal = m["calibration"]
     assert 0.3 <= cal["temperature"] <= 4.0 and cal["n"] > 5
@@ -92,18 +92,18 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     assert m["train_faces"] == 56 - dropped - cal["n"]  # non-expression faces and the hold-out left out
 
     teacher = tmp_path / "teacher.npz"
-    main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(teacher)])
+    assert main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(teacher)]) == 0
     t = np.load(teacher)
     assert t["probabilities"].shape == (56, 7) and np.allclose(t["probabilities"].sum(1), 1.0, atol=1e-5)
     student = tmp_path / "student"
     capsys.readouterr()
-    main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--teacher", str(teacher),
-          "--distill", "0.5", "--epochs", "1", "--batch", "16", "--calibration-holdout", "0", "--out", str(student)])
+    assert main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--teacher", str(teacher),
+          "--distill", "0.5", "--epochs", "1", "--batch", "16", "--calibration-holdout", "0", "--out", str(student)]) == 0
     assert f"{56 - dropped} of {56 - dropped} faces get 0.5 of their target" in capsys.readouterr().out
     assert "calibration" not in json.loads((student / "metrics.json").read_text())
 
     out = tmp_path / "models"
-    main(["export", str(run / "model.keras"), "--out-dir", str(out), "--variants", "float32", "--run", str(run)])
+    assert main(["export", str(run / "model.keras"), "--out-dir", str(out), "--variants", "float32", "--run", str(run)]) == 0
     meta = json.loads((out / "dfer-float32.json").read_text())
     assert meta["calibration"]["temperature"] == cal["temperature"]
     model = ExpressionModel(out / "dfer-float32.tflite")
