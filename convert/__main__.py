@@ -21,7 +21,7 @@ def _extract(a: argparse.Namespace) -> None:
         samples = samples[:: max(1, len(samples) // a.limit)][: a.limit]
     counts = extract(samples, a.out, crops=a.crops, landmarks=a.landmarks, size=a.size,
                      upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions),
-                     min_score=a.min_score)
+                     min_score=a.min_score, small_faces=a.small_faces)
     print(json.dumps(counts))
 
 
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"HOG threshold for full photos (default {DEFAULTS.min_score}, as at run time)")
     e.add_argument("--crop-regions", default="", help="where the crops sit, e.g. eye_side=0.75,eye_inward=0.05,"
                                                       "mouth_side=1.1,mouth_raise=0.1 (dfer_edge.geometry.CropRegions)")
+    e.add_argument("--no-small-faces", dest="small_faces", action="store_false", default=None,
+                   help="full photos: HOG alone, without the runtime's second look for small faces")
     e.add_argument("--workers", type=int, default=2)
     e.add_argument("--limit", type=int, default=0, help="evenly spaced subset of this many images")
     e.set_defaults(func=_extract)

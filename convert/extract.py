@@ -47,12 +47,14 @@ def _one(sample: Sample):
 
 def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str | None = None,
             size: int = 96, upsample: int = DEFAULTS.upsample, workers: int = 2,
-            regions: CropRegions = DEFAULT_REGIONS, min_score: float = DEFAULTS.min_score) -> dict:
+            regions: CropRegions = DEFAULT_REGIONS, min_score: float = DEFAULTS.min_score,
+            small_faces: bool | None = DEFAULTS.small_faces) -> dict:
     """Extract every sample, write `out`, and return counts (ok / no face / failed / HOG-detected).
-    Full photos are detected with the runtime's settings (`upsample`, `min_score`); ready crops
+    Full photos are detected with the runtime's settings (`upsample`, `min_score`, the second look for
+    small faces of still images); ready crops
     (`crops`) with the one ready-crop strategy that `evaluate --crops` uses."""
     n = len(samples)
-    options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score)
+    options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score, small_faces=small_faces)
     cols: dict[str, list] = {k: [] for k in ("right_eye", "left_eye", "mouth", "landmarks", "label",
                                             "votes", "votes_other", "subject", "name", "detected", "angle")}
     counts = {"total": n, "ok": 0, "noface": 0, "error": 0, "hog_detected": 0}

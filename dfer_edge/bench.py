@@ -249,8 +249,9 @@ def cold_start(options: RecognizerOptions, image: str | os.PathLike) -> dict[str
 
 def run_one(config: RecognizerOptions, images: Sequence[BenchImage], iterations: int = 30, warmup: int = 3,
             measure_cold_start: bool = True, image_paths: Sequence[str | os.PathLike] | None = None,
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Benchmark one configuration. `progress(1)` is called after every (warm-up) iteration."""
+            progress: Callable[[int], None] | None = None, scenes: int = 0) -> dict[str, Any]:
+    """Benchmark one configuration. `progress(1)` is called after every (warm-up) iteration. With
+    `scenes`, also the detection recall on that many generated scenes (dfer_edge/scenes.py)."""
     from .recognizer import Recognizer
 
     if iterations < 1:
@@ -289,6 +290,14 @@ def run_one(config: RecognizerOptions, images: Sequence[BenchImage], iterations:
                 e2e_faces += n_e2e
             if progress:
                 progress(1)
+        detection = None
+        if scenes:
+            from .scenes import detection_summary
+
+            try:
+                detection = detection_summary(rec.predict, scenes).to_dict()
+            except FileNotFoundError as e:
+                raise BenchError(f"--scenes needs the shared data: {e}") from None
     finally:
         rec.close()
     del rec, pipe
@@ -313,6 +322,7 @@ def run_one(config: RecognizerOptions, images: Sequence[BenchImage], iterations:
         "interpreter": interp,
         "faces": int(sum(faces_per_pass)),
         "faces_per_image": {im.name: n for im, n in zip(images, faces_per_pass)},
+        "detection": detection,
     }
 
 
@@ -352,20 +362,27 @@ def _threads_text(t: int | None) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """One row per run: config, end-to-end percentiles, per-stage medians, faces/s, cold start, RSS."""
-    head = (["model", "interp", "thr", "width", "ups", "faces", "e2e p50", "p90", "p99"]
+    head = (["model", "interp", "det", "thr", "width", "ups", "faces", "e2e p50", "p90", "p99"]
             + list(STAGE_HEADINGS) + ["model", "faces/s", "cold s", "RSS MiB"])
+    with_recall = any(r.get("detection") for r in report["runs"])
+    if with_recall:
+        head += ["R36", "R80", "fp/20"]
     rows = []
     for r in report["runs"]:
         c, e = r["config"], r["end_to_end"]
         cold = "-" if r.get("cold_start_s") is None else f"{r['cold_start_s']:.2f}"
-        rows.append([c["model_name"], r["interpreter"]["name"], _threads_text(c["threads"]),
+        d = r.get("detection")
+        det = c.get("detector", "hog") + ("+small" if c.get("small_faces") is not False else "")
+        rows.append([c["model_name"], r["interpreter"]["name"], det, _threads_text(c["threads"]),
                      f"{c['width']}" + (f"/{c['detect_width']}" if c.get("detect_width") else ""),
                      str(c["upsample"]), str(r["faces"]), f"{e['p50_ms']:.1f}", f"{e['p90_ms']:.1f}", f"{e['p99_ms']:.1f}"]
                     + [f"{r['stages'][s]['p50_ms']:.2f}" for s in STAGES]
                     + ["-" if not r.get("model_call") else f"{r['model_call']['p50_ms']:.2f}"]
-                    + [f"{e['faces_per_s']:.1f}", cold, f"{r['peak_rss_mib']:.0f}"])
+                    + [f"{e['faces_per_s']:.1f}", cold, f"{r['peak_rss_mib']:.0f}"]
+                    + ([f"{100 * d['recall_36']:.1f}", f"{100 * d['recall_80']:.1f}", f"{d['false_per_20']:.2f}"]
+                       if d else ["-"] * 3 if with_recall else []))
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
-    left = 2  # model and interpreter names are left-aligned, numbers right-aligned
+    left = 3  # model, interpreter and detector names are left-aligned, numbers right-aligned
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
@@ -385,5 +402,7 @@ def format_table(report: dict[str, Any]) -> str:
         notes.append("interpreter: " + ", ".join(interps))
     notes.append("times in ms; stage columns are medians per image; model: one model call on one face "
                  "(infer makes two per face with flip averaging); faces/s from end to end; "
-                 "RSS is this process's peak so far; cold start includes interpreter start-up")
+                 "RSS is this process's peak so far; cold start includes interpreter start-up"
+                 + ("; R36/R80: % of faces at least 36/80 px wide found in the generated scenes, fp/20: false "
+                    "faces per 20 face-free images (dfer_edge/scenes.py, seed 0)" if with_recall else ""))
     return "\n".join(out + [""] + notes)

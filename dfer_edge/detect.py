@@ -29,7 +29,7 @@ def load_frontal_detector():
         return dlib.get_frontal_face_detector()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkingImage:
     """The equalised grayscale image the detector and landmarks run on, and how its pixels map back to
     the original image's (which may have been decoded reduced, see image.load_gray_for_width)."""
@@ -38,6 +38,7 @@ class WorkingImage:
     scale: float  # working pixels per decoded pixel
     factor: float = 1.0  # original pixels per decoded pixel
     original_size: tuple[int, int] = (0, 0)  # (width, height) of the original image
+    gray: np.ndarray | None = None  # the decoded image before resizing and equalising (a second look may use it)
 
     @property
     def to_original(self) -> float:
@@ -59,6 +60,7 @@ class WorkingImage:
 def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: float = 1.0) -> WorkingImage:
     """Resize to `width` px wide (None: keep size) and equalise the histogram, once per frame. `factor`:
     original pixels per pixel of `gray`, when it was decoded reduced."""
+    source = gray
     h, w = gray.shape[:2]
     original_size = (round(w * factor), round(h * factor))
     scale = 1.0
@@ -75,7 +77,7 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: f
         # INTER_LINEAR differed on arm64 and moved probabilities by 0.04); 0.03-0.1 ms more.
         gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR_EXACT)
         scale = s / k if k >= 2 else s
-    return WorkingImage(cv2.equalizeHist(gray), scale, factor, original_size)
+    return WorkingImage(cv2.equalizeHist(gray), scale, factor, original_size, source)
 
 
 class Detector(Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import ContextManager, Iterator
@@ -24,12 +25,13 @@ import numpy as np
 from . import geometry
 from .calibration import temper
 from .detect import Detector, FaceDetector, WorkingImage, working_image
-from .errors import ModelError
+from .errors import DferError, ModelError
 from .extract import FaceInputs, ReadyCrop, face_inputs, mirrored, ready_crop
 from .image import ImageInput, load_gray, load_gray_for_width
 from .landmarks import LandmarkModel
 from .model import ExpressionModel
 from .options import DEFAULTS, RecognizerOptions
+from .small_faces import source_of
 
 STAGES = ("decode", "preprocess", "detect", "landmarks", "crops_features", "inference")
 
@@ -93,11 +95,44 @@ class Pipeline:
             input_format = InputFormat(info.crop_size, info.feature_mode, info.regions) if info else InputFormat()
         self.format = input_format
         self.landmark_model = LandmarkModel(options.landmarks)
-        self.detector = detector or FaceDetector(options.upsample, options.min_score, options.detect_width)
+        self.detector = detector or self._detector(options, self.landmark_model)
         # Ready crops are always scanned by HOG without upsampling or threshold: the crop is upscaled to
         # 256 px first, and the fallback box is calibrated to HOG's boxes. The dlib detector is shared.
         self.crop_detector = FaceDetector(0, dlib_detector=getattr(self.detector, "dlib_detector", None))
         self.times: StageTimes | None = None
+        self.notes: list[str] = []  # set-up warnings a caller may show (e.g. a missing optional model)
+        self.search = self._small_face_search(options)
+        self._pool: list[ThreadPoolExecutor] = []  # one worker for BlazeFace, made on first use (after a fork)
+
+    @staticmethod
+    def _detector(options: RecognizerOptions, landmarks: LandmarkModel) -> Detector:
+        if options.detector == "hog":
+            return FaceDetector(options.upsample, options.min_score, options.detect_width)
+        if options.detector == "blazeface":
+            from .blazeface import BlazeFace, BlazeFaceDetector
+
+            return BlazeFaceDetector(BlazeFace("short", options.detector_model, threads=1,
+                                               interpreter=options.interpreter), landmarks)
+        raise DferError(f"unknown detector {options.detector!r}; expected hog or blazeface")
+
+    def _small_face_search(self, options: RecognizerOptions):
+        """The second look for small faces, or None. Asked for explicitly, missing weights are an error;
+        by default they only cost the second look, with a note saying how to get it."""
+        if options.small_faces is False:
+            return None
+        from .blazeface import BlazeFace
+        from .small_faces import CANDIDATE_SCORE, SmallFaceSearch
+
+        try:
+            blaze = BlazeFace("back", options.detector_model, min_score=CANDIDATE_SCORE, threads=1,
+                              interpreter=options.interpreter)
+        except DferError as e:
+            if options.small_faces:
+                raise
+            self.notes.append(f"small faces are not looked for: {e}")
+            return None
+        return SmallFaceSearch(blaze, FaceDetector(0, 0.0, dlib_detector=self.crop_detector.dlib_detector),
+                               self.landmark_model)
 
     def timed(self, times: StageTimes) -> Pipeline:
         """The same pipeline (same loaded models) adding each step's seconds to `times`."""
@@ -120,10 +155,19 @@ class Pipeline:
         with self._stage("preprocess"):
             return working_image(gray, self.options.width, factor)
 
-    def detect(self, work: WorkingImage) -> list[dlib.rectangle]:
-        """Step 2: every face, largest first."""
+    def detect(self, work: WorkingImage, still: bool = False) -> list[dlib.rectangle]:
+        """Step 2: every face, largest first. For a still image (or when the options ask for it) small
+        faces too: BlazeFace looks for candidates on a second core while HOG scans, then HOG checks
+        each candidate it did not find itself (small_faces.py)."""
+        search = self.search if (self.options.small_faces or (still and self.options.small_faces is None)) else None
         with self._stage("detect"):
-            return self.detector(work.image)
+            if search is None:
+                return self.detector(work.image)
+            if not self._pool:
+                self._pool.append(ThreadPoolExecutor(1, thread_name_prefix="dfer-blazeface"))
+            pending = self._pool[0].submit(search.candidates, source_of(work), work.factor)
+            rects = self.detector(work.image)
+            return search(work, rects, pending.result())
 
     def fit(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
         """Step 3: the 68 landmarks in `rect`."""
@@ -160,7 +204,7 @@ class Pipeline:
         """Every face of a photo or frame (at most `max_faces`, largest first)."""
         gray, factor = self.load(image, name)
         work = self.prepare(gray, factor)
-        rects = self.detect(work)
+        rects = self.detect(work, still=True)
         if max_faces:
             rects = rects[:max_faces]
         return work, [self.face(work.image, r) for r in rects]

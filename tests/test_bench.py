@@ -104,8 +104,8 @@ def test_config_echoes_the_matrix(two_threads_report):
 def test_table_has_a_row_per_run(two_threads_report):
     report, _ = two_threads_report
     lines = bench.format_table(report).splitlines()
-    assert lines[0].split()[:6] == ["model", "interp", "thr", "width", "ups", "faces"]
-    assert [ln.split()[2] for ln in lines[1:3]] == ["1", "2"]
+    assert lines[0].split()[:7] == ["model", "interp", "det", "thr", "width", "ups", "faces"]
+    assert [ln.split()[2:4] for ln in lines[1:3]] == [["hog+small", "1"], ["hog+small", "2"]]
 
 
 def test_group_photo_two_images_two_widths():

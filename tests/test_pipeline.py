@@ -93,9 +93,9 @@ def test_pipeline_without_a_model_cuts_but_does_not_score():
 
 
 def test_training_extraction_detects_what_inference_detects(rec, tmp_path):
-    """Extraction of full photos goes through the corridor with the runtime's threshold: the faint face
-    that only dlib's 0 finds is left out of training, as inference leaves it out; the other faces are
-    the recognizer's own inputs, to the bit."""
+    """Extraction of full photos goes through the corridor with the runtime's detection: the faint face
+    that only dlib's threshold 0 finds (HOG alone) is left out of training exactly when inference leaves
+    it out; the faces found are the recognizer's own inputs, to the bit."""
     from convert.extract import extract
     from convert.readers import Sample
 
@@ -103,14 +103,18 @@ def test_training_extraction_detects_what_inference_detects(rec, tmp_path):
         pytest.skip("extraction forks its workers")
     strong = need(KDEF / "happiness" / "AF01HAS.jpg")
     samples = [Sample(str(need(FAINT)), 3, subject="BF31"), Sample(str(strong), 0, subject="AF01")]
-    assert rec.predict(FAINT) == []
-    counts = extract(samples, tmp_path / "k.npz", crops=False, workers=1)
+    hog_only = Recognizer(threads=1, small_faces=False)
+    assert hog_only.predict(FAINT) == []
+    counts = extract(samples, tmp_path / "k.npz", crops=False, workers=1, small_faces=False)
     assert counts["ok"] == 1 and counts["noface"] == 1
-    lenient = extract(samples, tmp_path / "k0.npz", crops=False, workers=1, min_score=0.0)
+    lenient = extract(samples, tmp_path / "k0.npz", crops=False, workers=1, min_score=0.0, small_faces=False)
     assert lenient["ok"] == 2  # the old behaviour, still there as an option
-    z = np.load(tmp_path / "k.npz")
+    # With the defaults, the second look for small faces finds it, in training as in inference.
+    assert len(rec.predict(FAINT)) == 1
+    assert extract(samples, tmp_path / "k1.npz", crops=False, workers=1)["ok"] == 2
+    z = np.load(tmp_path / "k1.npz")
     _, (face,) = rec.pipeline.run(strong)
-    assert np.array_equal(z["mouth"][0], face.inputs.mouth) and np.array_equal(z["right_eye"][0], face.inputs.right_eye)
+    assert np.array_equal(z["mouth"][1], face.inputs.mouth) and np.array_equal(z["right_eye"][1], face.inputs.right_eye)
 
 
 def _corridor_check():
