@@ -14,6 +14,7 @@ from typing import Annotated, Any, Callable, Optional
 import numpy as np
 import typer
 
+from .degrade import CONDITIONS
 from .errors import DferError
 from .options import DEFAULTS, RecognizerOptions
 
@@ -184,16 +185,24 @@ def evaluate(
     crops: bool = typer.Option(False, "--crops", help="every image is already a face crop (the whole image is the face)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON to this file"),
     votes: Optional[Path] = typer.Option(None, "--votes", help="FER+ vote file: also score against the FER+ majority label"),
+    condition: Optional[list[str]] = typer.Option(
+        None, "--condition", help="also score under capture conditions applied to each photo first (repeat or "
+        "comma-separate; 'all' for every one): " + ", ".join(CONDITIONS)),
     options: RecognizerOptions = None,
 ) -> None:
     """Accuracy, macro-F1, per-class recall and confusion of the model on labelled images.
 
-    Without --crops, faces are detected and the largest is scored; no face counts as wrong."""
+    Without --crops, faces are detected and the largest is scored; no face counts as wrong. With
+    --condition, the same per capture condition (dim, noise, blur, JPEG, small faces), against clean."""
+    from . import degrade
     from . import evaluate as ev
 
     try:
         ds = ev.scan(data_dir)
         majority = ev.ferplus_majority(votes) if votes else None
+        names = [n.strip() for c in condition or [] for n in c.split(",") if n.strip()]
+        names = list(degrade.CONDITIONS) if "all" in names else names
+        conditions = [degrade.condition(n) for n in names if n != "clean"]
     except DferError as e:
         fail(str(e))
     for w in ds.skipped:
@@ -214,6 +223,23 @@ def evaluate(
     if majority is not None:
         m["ferplus"] = ev.ferplus_metrics(seen, majority)
     typer.echo(ev.report(m))
+    if conditions:
+        rows = [{"condition": "clean", "accuracy": m["accuracy"], "drop": 0.0, "landmark_error_iod": 0.0,
+                 **({"ferplus_accuracy": m["ferplus"]["accuracy"], "ferplus_drop": 0.0} if majority else {})}]
+        for c in conditions:
+            with typer.progressbar(ds.items, label=c.name, file=sys.stderr) as items:
+                got = ev.run(rec, items, crops, lambda _: None, c)
+            cm = ev.metrics(got.true, got.pred, got.confidence)
+            row = {"condition": c.name, "about": c.about, "accuracy": cm["accuracy"], "macro_f1": cm["macro_f1"],
+                   "detection_rate": cm.get("detection_rate"), "drop": cm["accuracy"] - m["accuracy"],
+                   "landmark_error_iod": ev.landmark_error(seen, got)}
+            if majority is not None:
+                fp = ev.ferplus_metrics(got, majority)["accuracy"]
+                row.update(ferplus_accuracy=fp, ferplus_drop=fp - m["ferplus"]["accuracy"])
+            rows.append(row)
+        m["conditions"] = rows
+        typer.echo("")
+        typer.echo(ev.conditions_report(rows))
     write_json(json_path, m)
     raise typer.Exit(EXIT_BAD_INPUT if errors else 0)
 

@@ -102,19 +102,27 @@ class Predictions:
     pred: np.ndarray
     confidence: np.ndarray
     paths: list[Path]
+    # The face's 68 points in pixels of the clean image (None: no face), for landmark stability.
+    landmarks: list[np.ndarray | None] = field(default_factory=list)
 
 
 def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
-        on_error: Callable[[str], None] = lambda msg: None) -> Predictions:
+        on_error: Callable[[str], None] = lambda msg: None, condition=None) -> Predictions:
     """Predict every item. Unreadable files are reported through `on_error` and left out (they are not
-    the model's fault)."""
-    true, pred, conf, paths = [], [], [], []
+    the model's fault). `condition` (degrade.Condition) is applied to each photo first, as a camera
+    would, seeded by the file name."""
+    from .degrade import seed_for
+    from .image import load_gray
+
+    true, pred, conf, paths, marks = [], [], [], [], []
     for path, label in items:
         try:
-            if crops:
-                face = recognizer.predict_crop(path)
-            else:
-                face = recognizer.predict_largest(path)
+            image, back = path, 1.0
+            if condition is not None:
+                gray = load_gray(path)
+                image = condition(gray, seed_for(path.name))
+                back = gray.shape[1] / image.shape[1]  # degraded pixels -> clean pixels
+            face = recognizer.predict_crop(image) if crops else recognizer.predict_largest(image)
         except DferError as e:
             on_error(str(e) if str(path) in str(e) else f"{path}: {e}")
             continue
@@ -122,7 +130,30 @@ def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
         pred.append(LABELS.index(face.label) if face is not None else -1)
         conf.append(face.score if face is not None else 0.0)
         paths.append(path)
-    return Predictions(np.array(true, dtype=int), np.array(pred, dtype=int), np.array(conf, dtype=float), paths)
+        marks.append(None if face is None else face.landmarks * back)
+    return Predictions(np.array(true, dtype=int), np.array(pred, dtype=int), np.array(conf, dtype=float), paths,
+                       marks)
+
+
+def landmark_error(clean: Predictions, other: Predictions) -> float | None:
+    """Median distance of the 68 points from where they sit on the clean image, in inter-ocular
+    distances (outer eye corners), over the images where both found a face."""
+    ref = {p: m for p, m in zip(clean.paths, clean.landmarks) if m is not None}
+    errs = [float(np.linalg.norm(m - ref[p], axis=1).mean() / max(np.linalg.norm(ref[p][36] - ref[p][45]), 1e-6))
+            for p, m in zip(other.paths, other.landmarks) if m is not None and p in ref]
+    return float(np.median(errs)) if errs else None
+
+
+def conditions_report(rows: list[dict]) -> str:
+    """The per-condition table `evaluate --condition` prints."""
+    out = ["capture condition     accuracy    drop   FER+ acc    drop   landmark error (IOD)"]
+    for r in rows:
+        fp = r.get("ferplus_accuracy")
+        lm = r.get("landmark_error_iod")
+        out.append(f"{r['condition']:<20} {100 * r['accuracy']:8.2f}% {100 * r['drop']:+7.2f}"
+                   + (f" {100 * fp:9.2f}% {100 * r['ferplus_drop']:+7.2f}" if fp is not None else " " * 18)
+                   + (f"   {lm:.4f}" if lm is not None else "   -"))
+    return "\n".join(out)
 
 
 def ferplus_metrics(p: Predictions, majority: dict[str, int]) -> dict:
