@@ -35,7 +35,8 @@ SURE_SCORE = min(t[0] for t in KEYPOINT_TIERS)
 MIN_FACE = 36  # px: the smallest face looked for in photos up to LARGE_PHOTO px wide...
 LARGE_PHOTO = 1200
 MIN_FACE_SHARE = 0.03  # ...and in wider photos, this share of the width
-MIN_INPUT_FACE = 14  # px a face must have in BlazeFace's input to be seen reliably
+MIN_INPUT_FACE = 14  # px a face must have in BlazeFace's input to be seen reliably (0.95 of 36-px faces)...
+MIN_INPUT_FACE_LARGE = 20  # ...and in large photos, which have no time budget, more tiles for more recall
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class SmallFaceSearch:
         photo, an overlapping grid of squares for portraits and large photos."""
         w0 = w * factor  # original pixels (the image may have been decoded reduced)
         min_face = (MIN_FACE if w0 <= LARGE_PHOTO else MIN_FACE_SHARE * w0) / factor
-        side = int(self.blazeface.variant.size * min_face / MIN_INPUT_FACE)
+        side = int(self.blazeface.variant.size * min_face / (MIN_INPUT_FACE if w0 <= LARGE_PHOTO else MIN_INPUT_FACE_LARGE))
         if w <= side and h <= side:
             return [(0, 0, w, h)]
         overlap = side // 4  # every face up to a quarter of a tile lies whole in some tile
@@ -71,13 +72,17 @@ class SmallFaceSearch:
         that runs out of its tile (a face cut by the tile's edge) is left to the neighbouring tile."""
         found: list[Detection] = []
         h, w = gray.shape[:2]
-        for x0, y0, x1, y1 in self.tiles(w, h, factor):
+        tiles = self.tiles(w, h, factor)
+        for x0, y0, x1, y1 in tiles:
             for d in self.blazeface(gray[y0:y1, x0:x1]):
                 b = (d.box[0] + x0, d.box[1] + y0, d.box[2] + x0, d.box[3] + y0)
                 slack = 0.1 * (b[2] - b[0])
                 cut = ((x0 > 0 and b[0] < x0 - slack) or (y0 > 0 and b[1] < y0 - slack)
                        or (x1 < w and b[2] > x1 + slack) or (y1 < h and b[3] > y1 + slack))
-                if d.score >= self.candidate_score and not cut:
+                # In a grid, a box over half a tile wide is BlazeFace seeing the tile as one face: the
+                # faces that large are HOG's (its 80-px window at 512 px is far smaller).
+                too_big = len(tiles) > 1 and b[2] - b[0] > 0.5 * (x1 - x0)
+                if d.score >= self.candidate_score and not cut and not too_big:
                     found.append(Detection(b, d.score, d.keypoints + np.array([x0, y0], np.float32)))
         found.sort(key=lambda d: -d.score)
         kept: list[Detection] = []
@@ -145,6 +150,8 @@ def source_of(work: WorkingImage) -> np.ndarray:
 
 
 def _covers(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """Box a already accounts for box b: b's centre lies inside a."""
+    """Box a already accounts for box b: b's centre lies inside a, and they are of a size (a small face
+    beside a large false candidate or another face's box is not the same face)."""
     cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-    return a[0] <= cx <= a[2] and a[1] <= cy <= a[3]
+    ratio = (b[2] - b[0]) / max(a[2] - a[0], 1e-6)
+    return a[0] <= cx <= a[2] and a[1] <= cy <= a[3] and 0.5 <= ratio <= 2.0

@@ -103,6 +103,14 @@ def test_photos_find_small_faces_by_default(rec):
     assert before.recall_36 < 0.6 < now.recall_36 - 0.3
 
 
+def test_wide_photos_find_faces_of_three_percent_of_the_width(rec):
+    """In photos wider than 1200 px the smallest face looked for is 3% of the width (48 px at 1600)."""
+    need(KDEF)
+    large = scenes.face_scenes(8, seed=3, size=(1600, 1200), sizes=(48, 300))
+    r = scenes.measure(lambda img: [f.box for f in rec.predict(img)], large)
+    assert r.recall(48) >= 0.9 and r.false_faces <= 2, (r.bands, r.false_faces)
+
+
 def test_the_two_group_photos(rec):
     assert len(rec.predict(need(PHOTOS / "group.jpeg"))) == 4
     assert len(rec.predict(need(PHOTOS / "women-on-phones.jpg"))) == 2
