@@ -32,6 +32,7 @@ CHECK_CONTEXT = 0.5  # context around the candidate in the patch, in candidate w
 # candidates and no false face-free one; a true face's median error is 0.13.
 KEYPOINT_TIERS = ((0.6, 0.15), (0.7, 0.30))
 SURE_SCORE = min(t[0] for t in KEYPOINT_TIERS)
+WEAK_HOG = -1.0  # the keypoint route also needs HOG to respond this much (real turned faces: -0.6 to -0.8)
 MIN_FACE = 36  # px: the smallest face looked for in photos up to LARGE_PHOTO px wide...
 LARGE_PHOTO = 1200
 MIN_FACE_SHARE = 0.03  # ...and in wider photos, this share of the width
@@ -94,8 +95,13 @@ class SmallFaceSearch:
     def verify(self, gray: np.ndarray, d: Detection) -> tuple[float, ...] | None:
         """The face's box in `gray` pixels (dlib's convention), or None: HOG's box when HOG finds the
         face on a patch around the candidate scaled to CHECK_WIDTH px; else, for a candidate BlazeFace is
-        sure of, the box placed from its keypoints when dlib's landmarks agree with them."""
-        return self.hog_check(gray, d.box) or (self.keypoint_check(gray, d) if d.score >= SURE_SCORE else None)
+        sure of and where HOG at least responds weakly (turned or downcast faces do; hair and textures
+        that BlazeFace takes for a face do not), the box placed from its keypoints when dlib's landmarks
+        agree with them."""
+        box, weak = self.hog_check(gray, d.box)
+        if box is not None:
+            return box
+        return self.keypoint_check(gray, d) if d.score >= SURE_SCORE and weak >= WEAK_HOG else None
 
     def keypoint_check(self, gray: np.ndarray, d: Detection) -> tuple[float, ...] | None:
         box, scale = keypoint_box(d.keypoints)
@@ -104,25 +110,31 @@ class SmallFaceSearch:
         err = keypoint_error(self.landmarks(gray, dlib.rectangle(*(round(v) for v in box))), d.keypoints, scale)
         return box if any(d.score >= smin and err <= emax for smin, emax in KEYPOINT_TIERS) else None
 
-    def hog_check(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, ...] | None:
+    def hog_check(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> tuple[tuple[float, ...] | None, float]:
+        """HOG on the candidate's patch: (the face's box when HOG finds it at the check's threshold, the
+        best HOG score of any window centred on the candidate, down to WEAK_HOG; -inf for none)."""
         x1, y1, x2, y2 = box
         bw = max(x2 - x1, 1.0)
         m = CHECK_CONTEXT * bw
         px1, py1 = max(0, int(x1 - m)), max(0, int(y1 - m))
         px2, py2 = min(gray.shape[1], int(math.ceil(x2 + m))), min(gray.shape[0], int(math.ceil(y2 + m)))
         if px2 - px1 < 8 or py2 - py1 < 8:
-            return None
+            return None, -math.inf
         s = CHECK_WIDTH / bw
         patch = gray[py1:py2, px1:px2]
         interp = cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA
         patch = cv2.equalizeHist(cv2.resize(patch, (max(1, round(patch.shape[1] * s)), max(1, round(patch.shape[0] * s))),
                                             interpolation=interp))
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-        for r in self.check(patch):
+        found, scores, _ = self.check.dlib_detector.run(patch, 0, WEAK_HOG)
+        best, weak = None, -math.inf
+        for r, score in sorted(zip(found, scores), key=lambda rs: -rs[1]):
             rb = (r.left() / s + px1, r.top() / s + py1, r.right() / s + px1, r.bottom() / s + py1)
             if rb[0] <= cx <= rb[2] and rb[1] <= cy <= rb[3] and 0.5 <= (rb[2] - rb[0]) / bw <= 2.0:
-                return rb
-        return None
+                weak = max(weak, score)
+                if best is None and score >= self.check.min_score:
+                    best = rb
+        return best, weak
 
     def __call__(self, work: WorkingImage, rects: list[dlib.rectangle],
                  candidates: list[Detection] | None = None) -> list[dlib.rectangle]:
