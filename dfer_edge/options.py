@@ -26,7 +26,7 @@ class RecognizerOptions:
     interpreter: str = "auto"  # auto | litert | tflite-runtime
     flip_average: bool = True  # also score the mirrored face and average: +1.9 points on FER2013 val for ~0.3 ms
     denoise: bool = True  # blur a frame before equalising when its noise would be stretched (dim + noisy); clean frames untouched
-    detector: str = "hog"  # hog (dlib's, the seed's) | blazeface (MediaPipe's short-range model: ~9x cheaper)
+    detector: str = "hog"  # hog (dlib's, the seed's) | blazeface (MediaPipe's short-range model, 2-3x cheaper)
     # Second look for faces HOG cannot see at the working width (small_faces.py). None: on for still
     # images (predict, evaluate, serve, Recognizer, extraction), off for video (watch, FaceTracker).
     small_faces: bool | None = None
