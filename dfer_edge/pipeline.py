@@ -170,9 +170,16 @@ class Pipeline:
             return search(work, rects, pending.result())
 
     def fit(self, image: np.ndarray, rect: dlib.rectangle) -> np.ndarray:
-        """Step 3: the 68 landmarks in `rect`."""
+        """Step 3: the 68 landmarks in `rect`; with `flip_landmarks`, the mean of that fit and the fit on
+        the mirrored image, mirrored back (the landmark model's left/right errors partly cancel)."""
         with self._stage("landmarks"):
-            return self.landmark_model(image, rect)
+            pts = self.landmark_model(image, rect)
+            if self.options.flip_landmarks:
+                w = image.shape[1]
+                mirrored_rect = dlib.rectangle(w - 1 - rect.right(), rect.top(), w - 1 - rect.left(), rect.bottom())
+                other = self.landmark_model(np.ascontiguousarray(image[:, ::-1]), mirrored_rect)
+                pts = (pts + geometry.mirror(other) + np.array([w - 1, 0.0])) / 2
+            return pts
 
     def cut(self, image: np.ndarray, points: np.ndarray) -> FaceInputs:
         """Step 4: level the face, cut the three crops, compute the features."""
