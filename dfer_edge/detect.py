@@ -64,7 +64,7 @@ class WorkingImage:
 # noise 9-28: there equalising multiplies the noise several times over before HOG, landmarks and
 # crops see it. Above DENOISE_AT the working image is blurred (sigma DENOISE_SIGMA px) before it is
 # equalised.
-_NOISE_KERNEL_INT = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+_NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 DENOISE_AT = 6.0
 DENOISE_SIGMA = 1.5
 
@@ -78,12 +78,15 @@ def stretched_noise(gray: np.ndarray) -> float:
         return 0.0
     # The median of the high-pass response (its kernel's norm is 6), not its mean: edges and texture,
     # which the mean takes for noise, are a minority of pixels. Integer response -> histogram median.
-    r = np.abs(cv2.filter2D(g, cv2.CV_16S, _NOISE_KERNEL_INT)[1:-1, 1:-1]).ravel()
-    cum = np.cumsum(np.bincount(r, minlength=1))
-    sigma = float(np.searchsorted(cum, 0.5 * cum[-1])) / (0.6745 * 6)
-    cum = np.cumsum(np.bincount(g.ravel(), minlength=256))
-    lo, hi = int(np.searchsorted(cum, 0.01 * cum[-1])), int(np.searchsorted(cum, 0.99 * cum[-1]))
+    sigma = _quantiles(np.abs(cv2.filter2D(g, cv2.CV_16S, _NOISE_KERNEL)[1:-1, 1:-1]), 0.5)[0] / (0.6745 * 6)
+    lo, hi = _quantiles(g, 0.01, 0.99)
     return sigma * 255.0 / max(hi - lo, 1)
+
+
+def _quantiles(values: np.ndarray, *qs: float) -> list[int]:
+    """Quantiles of non-negative integers, from their histogram (cheaper than sorting)."""
+    cum = np.cumsum(np.bincount(values.ravel()))
+    return [int(np.searchsorted(cum, q * cum[-1])) for q in qs]
 
 
 def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: float = 1.0,

@@ -117,12 +117,18 @@ def paste(canvas: np.ndarray, face: SourceFace, width: float, cx: float, cy: flo
     return (cx - bw * s / 2, cy - bh * s / 2, cx + bw * s / 2, cy + bh * s / 2)
 
 
+def face_free_photos(data: Path) -> list[np.ndarray]:
+    """The shared face-free photo (backgrounds are cut from it), if it is there."""
+    photo = cv2.imread(str(data / "photos" / "non_face.jpg"), cv2.IMREAD_GRAYSCALE)
+    return [photo] if photo is not None else []
+
+
 def face_scenes(n: int = 60, seed: int = 0, data: Path = DEFAULT_DATA, size: tuple[int, int] = (640, 480),
                 sizes: tuple[int, int] = (MIN_SIZE, MAX_SIZE), sources: list[SourceFace] | None = None) -> list[Scene]:
     """`n` frames of `size` with 1-6 faces each, face widths log-uniform in `sizes`, none overlapping."""
     rng = np.random.default_rng(seed)
     sources = sources or source_faces(data / "kdef", seed=seed)
-    photos = [g for g in (cv2.imread(str(data / "photos" / "non_face.jpg"), cv2.IMREAD_GRAYSCALE),) if g is not None]
+    photos = face_free_photos(data)
     w, h = size
     out = []
     for i in range(n):
@@ -131,16 +137,14 @@ def face_scenes(n: int = 60, seed: int = 0, data: Path = DEFAULT_DATA, size: tup
         for _ in range(int(rng.integers(1, 7))):
             for _try in range(30):
                 fw = float(math.exp(rng.uniform(math.log(sizes[0]), math.log(sizes[1]))))
-                fh = fw * 1.0
-                cx, cy = rng.uniform(fw * 0.6, w - fw * 0.6), rng.uniform(fh * 0.6, h - fh * 0.6)
-                cand = (cx - fw, cy - fh, cx + fw, cy + fh)  # keep context apart too
+                cx, cy = rng.uniform(fw * 0.6, w - fw * 0.6), rng.uniform(fw * 0.6, h - fw * 0.6)
+                cand = (cx - fw, cy - fw, cx + fw, cy + fw)  # keep context apart too
                 if all(cand[2] < b[0] - 4 or cand[0] > b[2] + 4 or cand[3] < b[1] - 4 or cand[1] > b[3] + 4
                        for b in boxes):
                     box = paste(canvas, sources[int(rng.integers(len(sources)))], fw, cx, cy)
                     if box:
                         boxes.append(box)
                     break
-        # Blank context margins that belonged to earlier boxes are not faces: only face boxes are truth.
         img = np.clip(canvas * rng.uniform(0.7, 1.1) + rng.uniform(-15, 15), 0, 255).astype(np.uint8)
         out.append(Scene(img, [tuple(b) for b in boxes], f"scene-{seed}-{i:03d}"))
     return out
@@ -150,9 +154,8 @@ def face_free_scenes(n: int = 40, seed: int = 1, data: Path = DEFAULT_DATA,
                      size: tuple[int, int] = (640, 480)) -> list[Scene]:
     """`n` images without a face: the face-free photo itself, its crops, and generated backgrounds."""
     rng = np.random.default_rng(seed)
-    photo = cv2.imread(str(data / "photos" / "non_face.jpg"), cv2.IMREAD_GRAYSCALE)
-    photos = [photo] if photo is not None else []
-    out = [Scene(photo, [], "non_face.jpg")] if photo is not None else []
+    photos = face_free_photos(data)
+    out = [Scene(p, [], "non_face.jpg") for p in photos]
     w, h = size
     while len(out) < n:
         out.append(Scene(np.clip(background(rng, w, h, photos), 0, 255).astype(np.uint8), [], f"free-{seed}-{len(out):03d}"))

@@ -125,12 +125,11 @@ class SmallFaceSearch:
         interp = cv2.INTER_CUBIC if s > 1 else cv2.INTER_AREA
         patch = cv2.equalizeHist(cv2.resize(patch, (max(1, round(patch.shape[1] * s)), max(1, round(patch.shape[0] * s))),
                                             interpolation=interp))
-        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         found, scores, _ = self.check.dlib_detector.run(patch, 0, WEAK_HOG)
         best, weak = None, -math.inf
         for r, score in sorted(zip(found, scores), key=lambda rs: -rs[1]):
             rb = (r.left() / s + px1, r.top() / s + py1, r.right() / s + px1, r.bottom() / s + py1)
-            if rb[0] <= cx <= rb[2] and rb[1] <= cy <= rb[3] and 0.5 <= (rb[2] - rb[0]) / bw <= 2.0:
+            if _covers(rb, box):  # HOG's window is on the candidate, at its size
                 weak = max(weak, score)
                 if best is None and score >= self.check.min_score:
                     best = rb
