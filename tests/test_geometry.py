@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -295,3 +297,31 @@ def test_grow_box():
     assert ((x1 + x2) / 2, (y1 + y2) / 2) == pytest.approx((20.0, 103.0))
     # A negative margin shrinks.
     assert geometry.grow_box((0.0, 0.0, 100.0, 100.0), -0.1) == pytest.approx((10.0, 10.0, 90.0, 90.0))
+
+
+# --- warp: OpenCV's bilinear warp, the same on every CPU ------------------------------------------
+
+@pytest.mark.parametrize("seed", range(6))
+def test_warp_matches_opencv_within_one_grey_level(seed):
+    # Real photo, random rotations, scales and shifts (some reaching past the border).
+    img = cv2.imread(str(Path(__file__).resolve().parents[1] / "samples" / "astronaut.jpg"), cv2.IMREAD_GRAYSCALE)
+    rng = np.random.default_rng(seed)
+    for _ in range(10):
+        m = cv2.getRotationMatrix2D((rng.uniform(0, 512), rng.uniform(0, 512)), rng.uniform(-40, 40),
+                                    rng.uniform(0.3, 3.0))
+        m[:, 2] += rng.uniform(-150, 150, 2)
+        ref = cv2.warpAffine(img, m, (SIZE, SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = geometry.warp(img, m, SIZE)
+        assert out.shape == ref.shape and out.dtype == np.uint8
+        # OpenCV rounds source positions to 1/32 px; the float warp does not.
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+        assert np.mean(out == ref) > 0.9
+
+
+def test_warp_identity_and_half_pixel_shift_are_exact():
+    img = _gradient_image()
+    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    assert np.array_equal(geometry.warp(img, m, 64), img[:64, :64])
+    m[0, 2] = -0.5  # each output pixel is the mean of two neighbours, rounded half up
+    want = np.floor((img[:64, :64].astype(float) + img[:64, 1:65]) / 2 + 0.5).astype(np.uint8)
+    assert np.array_equal(geometry.warp(img, m, 64), want)

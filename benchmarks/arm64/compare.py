@@ -2,8 +2,9 @@
 """Compare two `dfer-edge predict --json` outputs (x86 and emulated arm64) for the same images.
 
 Same images in the same order, the same faces in the same order (largest first), the same labels,
-boxes within 2 px and every probability within 1e-3. Prints one table row per face and exits 1 on
-any mismatch. Standard library only: it runs with the host's python3.
+boxes within 2 px and every probability within 1e-3. Prints one table row per face and an
+`agreement:` line (faces compared, largest differences), and exits 1 on any mismatch. Standard library
+only: it runs with the host's python3.
 
     python3 compare.py x86.json arm64.json [--box-px 2] [--prob 1e-3]
 """
@@ -50,6 +51,19 @@ def compare(x86: list, arm: list, box_px: float, prob: float) -> tuple[list[list
     return rows, problems
 
 
+def agreement(x86: list, arm: list) -> str:
+    """One line for a report: how many faces were compared and the largest differences between them."""
+    pairs = [(fa, fb) for a, b in zip(x86, arm) for fa, fb in zip(a.get("faces") or [], b.get("faces") or [])]
+    if not pairs:
+        return f"{len(x86)} images, no face on either side"
+    dbox = max(max(abs(p - q) for p, q in zip(fa["box"], fb["box"])) for fa, fb in pairs)
+    dprob = max(abs(fa["probabilities"][k] - fb["probabilities"].get(k, float("inf"))) for fa, fb in pairs
+                for k in fa["probabilities"])
+    same = "identical answers" if dbox == 0 and dprob == 0 else \
+        f"largest differences {dbox:g} px (box), {dprob:.1e} (probability)"
+    return f"{len(x86)} images, {len(pairs)} faces, {same}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("x86")
@@ -67,6 +81,7 @@ def main() -> int:
     for r in [head, ["-" * w for w in widths], *rows]:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"tolerances: boxes {args.box_px:g} px, probabilities {args.prob:g}")
+    print(f"agreement: {agreement(x86, arm)}")
     for p in problems:
         print(f"mismatch: {p}", file=sys.stderr)
     return 1 if problems else 0
