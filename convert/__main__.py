@@ -19,9 +19,15 @@ def _extract(a: argparse.Namespace) -> None:
     samples = read_dataset(a.data, votes=a.votes)
     if a.limit:
         samples = samples[:: max(1, len(samples) // a.limit)][: a.limit]
+    if a.capture_copies:
+        from .capture import degraded
+
+        samples = degraded(samples, a.capture_copies, a.capture_share, a.crops, a.capture_seed)
+        print(f"capture degradation: {len(samples)} degraded copies", file=sys.stderr)
     counts = extract(samples, a.out, crops=a.crops, landmarks=a.landmarks, size=a.size,
                      upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions),
-                     min_score=a.min_score, small_faces=a.small_faces)
+                     min_score=a.min_score, small_faces=a.small_faces, equalize=a.equalize,
+                     progress=a.progress)
     print(json.dumps(counts))
 
 
@@ -90,7 +96,17 @@ def main(argv: list[str] | None = None) -> int:
                                                       "mouth_side=1.1,mouth_raise=0.1 (dfer_edge.geometry.CropRegions)")
     e.add_argument("--no-small-faces", dest="small_faces", action="store_false", default=None,
                    help="full photos: HOG alone, without the runtime's second look for small faces")
-    e.add_argument("--workers", type=int, default=2)
+    e.add_argument("--equalize", default="global", choices=("global", "clahe"),
+                   help="equaliser of the working image (the model records it and runs with it)")
+    e.add_argument("--capture-copies", type=int, default=0,
+                   help="instead of the images, this many copies of each degraded as a cheap camera would "
+                        "(dim, noise, blur, JPEG, small; convert/capture.py), before the pipeline")
+    e.add_argument("--capture-share", type=float, default=1.0, help="with --capture-copies: this share of the images")
+    e.add_argument("--capture-seed", type=int, default=0)
+    e.add_argument("--workers", type=int, default=2,
+                   help="processes, each with its own pipeline (0: one per core; 1: no pool); default 2")
+    e.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     e.add_argument("--limit", type=int, default=0, help="evenly spaced subset of this many images")
     e.set_defaults(func=_extract)
 

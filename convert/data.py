@@ -88,6 +88,12 @@ def crop_regions(path: str) -> dict:
     return json.loads(str(z["crop_regions"])) if "crop_regions" in z.files else DEFAULT_REGIONS.to_dict()
 
 
+def equalizer(path: str) -> str:
+    """The equaliser a cache was extracted with (older caches: the seed's global equalizeHist)."""
+    z = np.load(path, allow_pickle=False)
+    return str(z["equalize"]) if "equalize" in z.files else "global"
+
+
 def ferplus_majority(path: str) -> np.ndarray:
     """Per face of a cache: the FER+ majority label among our seven, or -1 where there are no votes (what
     `dfer-edge evaluate --votes` scores against)."""

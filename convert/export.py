@@ -201,13 +201,13 @@ def export_parity(loaded: LoadedModel, tflites: list[Path], data: list[str], lim
 
 
 def read_run(run_dir: str) -> dict:
-    """Metadata a training run fixes: its crop regions and (if fitted) its calibration temperature."""
+    """Metadata a training run fixes: its crop regions, its equaliser and (if fitted) its calibration temperature."""
     path = Path(run_dir) / "metrics.json"
     try:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise fail(f"{path}: not a metrics file written by `convert train` ({e})")
-    out = {"crop_regions": m.get("crop_regions") or {}}
+    out = {"crop_regions": m.get("crop_regions") or {}, "equalize": m.get("equalize", "global")}
     cal = m.get("calibration")
     if cal:
         out["calibration"] = {"temperature": float(cal["temperature"]),

@@ -7,9 +7,6 @@ with the runtime's detection settings, so training sees the faces inference find
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +15,25 @@ from dfer_edge.errors import DferError
 from dfer_edge.geometry import DEFAULT_REGIONS, CropRegions
 from dfer_edge.options import DEFAULTS, RecognizerOptions
 from dfer_edge.pipeline import InputFormat, Pipeline
+from dfer_edge.progress import Progress, wanted
+from dfer_edge.workers import Workers, resolve
 
 from .errors import ConvertError
 from .readers import Sample
 
-_state: dict = {}
+
+def _setup(crops: bool, options: RecognizerOptions, size: int, regions: CropRegions) -> tuple[bool, Pipeline]:
+    """Each worker's own extraction pipeline (dfer_edge.workers builds it after the fork)."""
+    return crops, Pipeline(options, score=False, input_format=InputFormat(size, "iod", regions))
 
 
-def _init(crops: bool, options: RecognizerOptions, size: int, regions: CropRegions) -> None:
-    _state.update(crops=crops, pipe=Pipeline(options, score=False, input_format=InputFormat(size, "iod", regions)))
-
-
-def _one(sample: Sample):
-    """-> (status, payload). status: ok | noface | error."""
-    pipe: Pipeline = _state["pipe"]
+def _one(state: tuple[bool, Pipeline], sample: Sample):
+    """-> (status, payload). status: ok | noface | error (a bad file is data here, never an exception,
+    so the other samples' results survive it)."""
+    crops, pipe = state
     source = sample.image if sample.image is not None else sample.name
     try:
-        if _state["crops"]:
+        if crops:
             rc, face = pipe.run_crop(source, name=sample.name)
             return "ok", (face.inputs, rc.detected)
         _, faces = pipe.run(source, name=sample.name, max_faces=1)
@@ -48,22 +47,27 @@ def _one(sample: Sample):
 def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str | None = None,
             size: int = 96, upsample: int = DEFAULTS.upsample, workers: int = 2,
             regions: CropRegions = DEFAULT_REGIONS, min_score: float = DEFAULTS.min_score,
-            small_faces: bool | None = DEFAULTS.small_faces) -> dict:
+            small_faces: bool | None = DEFAULTS.small_faces, equalize: str = "global",
+            progress: bool | None = None) -> dict:
     """Extract every sample, write `out`, and return counts (ok / no face / failed / HOG-detected).
     Full photos are detected with the runtime's settings (`upsample`, `min_score`, the second look for
-    small faces of still images); ready crops
-    (`crops`) with the one ready-crop strategy that `evaluate --crops` uses."""
+    small faces of still images) and the named equaliser; ready crops
+    (`crops`) with the one ready-crop strategy that `evaluate --crops` uses. `workers` processes (0:
+    every core; 1: this process), shared out by dfer_edge.workers as `predict --workers` does;
+    `progress` as dfer_edge.progress (None: a bar when stderr is a terminal)."""
     n = len(samples)
-    options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score, small_faces=small_faces)
+    options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score, small_faces=small_faces,
+                               equalize=equalize)
     cols: dict[str, list] = {k: [] for k in ("right_eye", "left_eye", "mouth", "landmarks", "label",
                                             "votes", "votes_other", "subject", "name", "detected", "angle")}
     counts = {"total": n, "ok": 0, "noface": 0, "error": 0, "hog_detected": 0}
-    t0 = time.time()
-    with mp.get_context("fork").Pool(workers, _init, (crops, options, size, regions)) as pool:
-        for i, (s, (status, payload)) in enumerate(zip(samples, pool.imap(_one, samples, chunksize=32))):
+    pool = Workers(resolve(workers, n), _setup, (crops, options, size, regions))
+    with pool, Progress("extracting", n, wanted(progress, n), "images") as bar:
+        for s, (status, payload) in zip(samples, pool.map(_one, samples)):
             counts[status] += 1
+            bar.advance(faces=int(status == "ok"))
             if status == "error":
-                print(f"error: {payload}", file=sys.stderr)
+                bar.err(f"error: {payload}")
             if status == "ok":
                 fi, detected = payload
                 counts["hog_detected"] += int(detected)
@@ -78,11 +82,9 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
                 cols["name"].append(s.name)
                 cols["detected"].append(detected)
                 cols["angle"].append((s.extra or {}).get("angle", ""))
-            if (i + 1) % 2000 == 0 or i + 1 == n:
-                print(f"  {i + 1}/{n} images, {time.time() - t0:.0f} s", file=sys.stderr)
     arrays = {k: np.asarray(v) for k, v in cols.items()}
     if counts["ok"] == 0:
         raise ConvertError("no face could be extracted from any image")
     np.savez(out, crops=np.array(crops), size=np.array(size), crop_regions=np.array(json.dumps(regions.to_dict())),
-             **arrays)
+             equalize=np.array(equalize), **arrays)
     return counts

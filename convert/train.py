@@ -151,6 +151,9 @@ def train_main(a: argparse.Namespace) -> None:
     regions = {json.dumps(D.crop_regions(p), sort_keys=True) for p in a.train + a.val}
     if len(regions) != 1:
         raise ConvertError(f"the caches were extracted with different crop regions: {sorted(regions)}")
+    equalizers = {D.equalizer(p) for p in a.train + a.val}
+    if len(equalizers) != 1:
+        raise ConvertError(f"the caches were extracted with different equalisers: {sorted(equalizers)}")
     train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression, a.original_weight)
     reps = dict(r.split("=") for r in a.repeat)
     parts = []
@@ -198,6 +201,7 @@ def train_main(a: argparse.Namespace) -> None:
         "args": {k: v for k, v in vars(a).items() if k != "func"},
         "train_faces": int(len(tr)),
         "crop_regions": json.loads(regions.pop()),
+        "equalize": equalizers.pop(),
         "train_seconds": round(time.time() - t0),
         "monitored": val_name,
         "history": {k: [round(float(x), 4) for x in v] for k, v in hist.history.items()},

@@ -12,6 +12,7 @@ import dlib
 import numpy as np
 
 from . import geometry
+from .errors import DferError
 from .options import DEFAULTS
 
 DEFAULT_WIDTH = DEFAULTS.width
@@ -62,17 +63,27 @@ class WorkingImage:
 # median form, on every second pixel; grey levels) times 255 over its 1-99% range. Clean photos score
 # 0-3.3 (KDEF 0.8-1.6, the shared photos 0-3.3), sensor noise alone 6-8, dim light with sensor or shot
 # noise 9-28: there equalising multiplies the noise several times over before HOG, landmarks and
-# crops see it. Above DENOISE_AT the working image is blurred (sigma DENOISE_SIGMA px) before it is
+# crops see it. Above DENOISE_AT the working image is blurred (denoise_sigma) before it is
 # equalised.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 DENOISE_AT = 6.0
-DENOISE_SIGMA = 1.5
+# The blur grows with the noise: sigma 1.5 px at a stretched noise of 9 (dim + sensor noise sigma 3),
+# up to 3 px for the darkest, noisiest frames. A fixed 1.5 left dim + noise sigma 6 at -10 points on
+# held-out KDEF; this rule gains 1.4 there and 0.8 on dim + noise sigma 3 (EXPERIMENTS, session 7).
+DENOISE_SIGMA_PER_NOISE = 1.5 / 9
+DENOISE_SIGMA_MAX = 3.0
 
 
-def stretched_noise(gray: np.ndarray) -> float:
+def denoise_sigma(noise: float) -> float:
+    """Blur (px of the working image) for a frame whose stretched noise is `noise`."""
+    return min(DENOISE_SIGMA_MAX, DENOISE_SIGMA_PER_NOISE * noise)
+
+
+def stretched_noise(gray: np.ndarray, step: int = 2) -> float:
     """The noise equalisation would leave in `gray` (8-bit), in grey levels of the equalised image.
-    Every second row and column is enough for the estimate (~0.3 ms at 512 px)."""
-    g = gray[::2, ::2]
+    Every second row and column (`step` 2) is enough for the estimate on a frame (~0.3 ms at 512 px); a
+    48-px face crop needs every pixel."""
+    g = gray[::step, ::step]
     h, w = g.shape[:2]
     if h < 3 or w < 3:
         return 0.0
@@ -89,12 +100,30 @@ def _quantiles(values: np.ndarray, *qs: float) -> list[int]:
     return [int(np.searchsorted(cum, q * cum[-1])) for q in qs]
 
 
+# How the working image's contrast is normalised. "global" is the seed's cv2.equalizeHist; "clahe" is a
+# local equaliser (contrast-limited, 8x8 tiles, clip 2), which stretches a dim face by its own range rather
+# than the whole frame's. A model is trained with one and runs with the same one (its sidecar's
+# "equalize"; old models: global).
+EQUALIZERS = ("global", "clahe")
+CLAHE_CLIP = 2.0
+CLAHE_TILES = (8, 8)
+
+
+def equalise(gray: np.ndarray, how: str = "global") -> np.ndarray:
+    """8-bit gray -> equalised 8-bit gray, by the named equaliser (EQUALIZERS)."""
+    if how == "global":
+        return cv2.equalizeHist(gray)
+    if how == "clahe":
+        return cv2.createCLAHE(CLAHE_CLIP, CLAHE_TILES).apply(gray)
+    raise DferError(f"unknown equaliser {how!r}; expected one of {', '.join(EQUALIZERS)}")
+
+
 def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: float = 1.0,
-                  denoise: bool = True) -> WorkingImage:
+                  denoise: bool = True, equalize: str = "global") -> WorkingImage:
     """Resize to `width` px wide (None: keep size) and equalise the histogram, once per frame. `factor`:
     original pixels per pixel of `gray`, when it was decoded reduced. `denoise`: blur first when the
     frame is so noisy for its contrast that equalising would amplify the noise (dim light plus a cheap
-    sensor); clean frames are never touched."""
+    sensor); clean frames are never touched. `equalize`: which equaliser (EQUALIZERS)."""
     source = gray
     h, w = gray.shape[:2]
     original_size = (round(w * factor), round(h * factor))
@@ -112,9 +141,11 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: f
         # INTER_LINEAR differed on arm64 and moved probabilities by 0.04); 0.03-0.1 ms more.
         gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR_EXACT)
         scale = s / k if k >= 2 else s
-    if denoise and stretched_noise(gray) > DENOISE_AT:
-        gray = cv2.GaussianBlur(gray, (0, 0), DENOISE_SIGMA)
-    return WorkingImage(cv2.equalizeHist(gray), scale, factor, original_size, source)
+    if denoise:
+        noise = stretched_noise(gray)
+        if noise > DENOISE_AT:
+            gray = cv2.GaussianBlur(gray, (0, 0), denoise_sigma(noise))
+    return WorkingImage(equalise(gray, equalize), scale, factor, original_size, source)
 
 
 class Detector(Protocol):

@@ -10,7 +10,7 @@ import dlib
 import numpy as np
 
 from . import geometry
-from .detect import FaceDetector
+from .detect import FaceDetector, equalise, stretched_noise
 from .landmarks import LandmarkModel
 
 # How the 13 distances are expressed. "iod": divided by the inter-ocular distance (this project's
@@ -78,9 +78,20 @@ class ReadyCrop:
         return (points + 0.5) / self.scale - 0.5 + np.array(self.offset)
 
 
-def ready_crop(gray: np.ndarray, detector: FaceDetector) -> ReadyCrop:
+# Denoising a ready crop: the noise is estimated on the crop itself (after the upscale to READY_SIZE it
+# is hidden). Clean FER2013 val crops score 3.8 (median), 6.7 (95%), 8.9 (99%); dim light with sensor
+# noise sigma 6 scores 13-44, shot noise 12-29. Above CROP_DENOISE_AT the crop is blurred by about one
+# sensor pixel, as the working image of a photo is.
+CROP_DENOISE_AT = 10.0
+CROP_DENOISE_SIGMA = 1.0
+
+
+def ready_crop(gray: np.ndarray, detector: FaceDetector, equalize: str = "global", denoise: bool = True) -> ReadyCrop:
     """Working image and face box for an image that is already a face crop. A non-square crop is
-    padded to a square first so that the face is scaled, never stretched."""
+    padded to a square first so that the face is scaled, never stretched. `denoise` and `equalize` as
+    for a photo's working image (detect.working_image)."""
+    if denoise and stretched_noise(gray, step=1) > CROP_DENOISE_AT:
+        gray = cv2.GaussianBlur(gray, (0, 0), CROP_DENOISE_SIGMA)
     h, w = gray.shape[:2]
     side = max(h, w)
     left, top = READY_PAD + (side - w) // 2, READY_PAD + (side - h) // 2
@@ -90,7 +101,7 @@ def ready_crop(gray: np.ndarray, detector: FaceDetector) -> ReadyCrop:
 
     def upscaled(border: int) -> np.ndarray:
         padded = cv2.copyMakeBorder(gray, top, bottom, left, right, border, value=0)
-        return cv2.equalizeHist(cv2.resize(padded, (READY_SIZE, READY_SIZE), interpolation=interp))
+        return equalise(cv2.resize(padded, (READY_SIZE, READY_SIZE), interpolation=interp), equalize)
 
     # HOG finds more faces on a black-padded copy (81% vs 73% with replicated edges), but crops cut
     # from it show black bands that full photos never have; so landmarks and crops use edge replication.

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .detect import EQUALIZERS
 from .errors import ModelError
 from .extract import FEATURE_MODES, FaceInputs
 from .geometry import DEFAULT_REGIONS, CropRegions
@@ -115,6 +116,7 @@ class ModelInfo:
     input_dtypes: dict[str, str]
     metadata: dict[str, Any] = field(default_factory=dict)
     regions: CropRegions = DEFAULT_REGIONS  # where the crops sit (the sidecar's "crop_regions")
+    equalize: str = "global"  # the equaliser it was trained with (the sidecar's "equalize"; old models: global)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -199,8 +201,12 @@ class ExpressionModel:
             regions = CropRegions.from_dict(meta.get("crop_regions") or {})
         except (ValueError, TypeError, AttributeError) as e:
             raise ModelError(f"model {self.path}: crop_regions in its metadata: {e}; fix or re-export it") from None
+        equalize = meta.get("equalize", "global")
+        if equalize not in EQUALIZERS:
+            raise ModelError(f"model {self.path}: unknown equaliser {equalize!r} in its metadata; expected one of "
+                             f"{', '.join(EQUALIZERS)}")
         self.info = ModelInfo(self.path, labels, size, mode,
-                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta, regions)
+                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta, regions, equalize)
         # Reorder outputs into LABELS order whatever order the model declares.
         self._order = np.array([labels.index(lab) for lab in LABELS]) if set(labels) == set(LABELS) else None
         if self._order is None:

@@ -27,6 +27,9 @@ class RecognizerOptions:
     flip_average: bool = True  # also score the mirrored face and average: +1.9 points on FER2013 val for ~0.3 ms
     flip_landmarks: bool = False  # also fit the 68 points on the mirrored face and average: steadier under blur and noise, one more fit per face
     denoise: bool = True  # blur a frame before equalising when its noise would be stretched (dim + noisy); clean frames untouched
+    # global (the seed's equalizeHist) | clahe (local). None: what the model was trained with (its sidecar),
+    # global without a model. Running a model with the other one is allowed but measured as a mismatch.
+    equalize: str | None = None
     detector: str = "hog"  # hog (dlib's, the seed's) | blazeface (MediaPipe's short-range model, 2-3x cheaper)
     # Second look for faces HOG cannot see at the working width (small_faces.py). None: on for still
     # images (predict, evaluate, serve, Recognizer, extraction), off for video (watch, FaceTracker).

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import geometry
 from .calibration import temper
-from .detect import Detector, FaceDetector, WorkingImage, working_image
+from .detect import EQUALIZERS, Detector, FaceDetector, WorkingImage, working_image
 from .errors import DferError, ModelError
 from .extract import FaceInputs, ReadyCrop, face_inputs, mirrored, ready_crop
 from .image import ImageInput, load_gray, load_gray_for_width
@@ -94,6 +94,9 @@ class Pipeline:
             info = self.model.info if self.model else None
             input_format = InputFormat(info.crop_size, info.feature_mode, info.regions) if info else InputFormat()
         self.format = input_format
+        self.equalize = options.equalize or (self.model.info.equalize if self.model else "global")
+        if self.equalize not in EQUALIZERS:
+            raise DferError(f"unknown equaliser {self.equalize!r}; expected one of {', '.join(EQUALIZERS)}")
         self.landmark_model = LandmarkModel(options.landmarks)
         self.detector = detector or self._detector(options, self.landmark_model)
         # Ready crops are always scanned by HOG without upsampling or threshold: the crop is upscaled to
@@ -151,9 +154,9 @@ class Pipeline:
             return load_gray_for_width(image, self.options.width, name)
 
     def prepare(self, gray: np.ndarray, factor: float = 1.0) -> WorkingImage:
-        """Step 1: the working image (resized, equalised)."""
+        """Step 1: the working image (resized, equalised the way the model was trained)."""
         with self._stage("preprocess"):
-            return working_image(gray, self.options.width, factor, self.options.denoise)
+            return working_image(gray, self.options.width, factor, self.options.denoise, self.equalize)
 
     def detect(self, work: WorkingImage, still: bool = False) -> list[dlib.rectangle]:
         """Step 2: every face, largest first. For a still image (or when the options ask for it) small
@@ -222,5 +225,5 @@ class Pipeline:
         with self._stage("decode"):
             gray = load_gray(image, name)
         with self._stage("preprocess"):
-            rc = ready_crop(gray, self.crop_detector)
+            rc = ready_crop(gray, self.crop_detector, self.equalize, self.options.denoise)
         return rc, self.face(rc.image, rc.rect)

@@ -73,12 +73,17 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     from dfer_edge.image import load_gray
     from dfer_edge.landmarks import LandmarkModel
     from dfer_edge.model import ExpressionModel
+    from dfer_edge.options import RecognizerOptions
+    from dfer_edge.pipeline import Pipeline
 
     tree = fer_val_subset(tmp_path / "fer", 8)
     cache = tmp_path / "fer.npz"
-    assert main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--out", str(cache)]) == 0
+    # The local equaliser (CLAHE) too, so that the run shows a model carrying its equaliser to the runtime.
+    assert main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--crop-regions", WIDE, "--equalize", "clahe",
+                 "--out", str(cache)]) == 0
     z = np.load(cache)
     assert json.loads(str(z["crop_regions"]))["mouth_side"] == 1.1 and z["votes_other"].shape == (56,)
+    assert str(z["equalize"]) == "clahe"
 
     run = tmp_path / "run"
     assert main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--wild-augment",
@@ -87,6 +92,7 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     cal = m["calibration"]
     assert 0.3 <= cal["temperature"] <= 4.0 and cal["n"] > 5
     assert m["crop_regions"]["eye_inward"] == 0.05
+    assert m["equalize"] == "clahe"
     assert "ferplus_majority_flip_averaged" in m["val"]["fer"]
     dropped = int(__import__("convert.data", fromlist=["x"]).non_expression(z["votes"], z["votes_other"]).sum())
     assert m["train_faces"] == 56 - dropped - cal["n"]  # non-expression faces and the hold-out left out
@@ -110,8 +116,14 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     assert model.temperature == cal["temperature"]
     assert model.info.regions == CropRegions(eye_side=0.75, eye_raise=0.15, eye_inward=0.05, mouth_side=1.1,
                                              mouth_raise=0.12)
-    # The runtime cuts the crops the model was trained on: the same pixels as the training cache.
+    assert meta["equalize"] == "clahe" and model.info.equalize == "clahe"
+    # The runtime cuts the crops the model was trained on: the same pixels as the training cache, with the
+    # equaliser the model names.
     first = sorted((tree / LABELS[0]).glob("*.jpg"))[0]
-    fi, _ = ready_crop_inputs(load_gray(first), FaceDetector(0), LandmarkModel(), 96, regions=model.info.regions)
+    pipe = Pipeline(RecognizerOptions(model=out / "dfer-float32.tflite"))
+    assert pipe.equalize == "clahe"
+    _, face = pipe.run_crop(first)
     row = list(z["name"]).index(str(first))
-    np.testing.assert_array_equal(fi.mouth, z["mouth"][row])
+    np.testing.assert_array_equal(face.inputs.mouth, z["mouth"][row])
+    fi, _ = ready_crop_inputs(load_gray(first), FaceDetector(0), LandmarkModel(), 96, regions=model.info.regions)
+    assert not np.array_equal(fi.mouth, z["mouth"][row])  # the seed's global equaliser cuts other pixels
