@@ -57,13 +57,17 @@ Denoise = Annotated[bool, typer.Option(
     "--denoise/--no-denoise", help="blur a frame before equalising when dim light and sensor noise would be "
     "stretched by it (clean frames are never touched)")]
 
+Equalize = Annotated[Optional[str], typer.Option(
+    "--equalize", help="equaliser of the working image: global (the seed's equalizeHist) or clahe (local); "
+    "default: the one the model was trained with")]
+
 FlipLandmarks = Annotated[bool, typer.Option(
     "--flip-landmarks/--no-flip-landmarks", help="also fit the landmarks on the mirrored face and average "
     "(steadier under blur and noise; one more landmark fit per face)")]
 
 SHARED_OPTIONS = {"model": ModelPath, "landmarks": LandmarksPath, "upsample": Upsample, "threads": Threads,
                   "width": Width, "min_score": MinScore, "flip_average": FlipAverage, "detect_width": DetectWidth,
-                  "denoise": Denoise, "flip_landmarks": FlipLandmarks, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel}
+                  "denoise": Denoise, "equalize": Equalize, "flip_landmarks": FlipLandmarks, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel}
 
 
 def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,6 +113,52 @@ def make_recognizer(options: RecognizerOptions):
     return rec
 
 
+# Options of the commands that read many files (predict, evaluate).
+WorkerCount = Annotated[int, typer.Option(
+    "--workers", min=0, help="processes, each with its own models (0: one per core); results stay in input order "
+    "and are the same as with one")]
+ShowProgress = Annotated[Optional[bool], typer.Option(
+    "--progress/--no-progress", help="progress bar on stderr (files, faces, rate, time left); default: when "
+    "stderr is a terminal (predict: for more than 8 files)")]
+PROGRESS_MIN_FILES = 8  # predict: fewer files than this finish before a bar says anything
+
+
+def _predict_one(rec: Any, job: tuple[Path, bool, Optional[Path]]) -> dict[str, Any]:
+    """One input of `predict`, in this process or in a worker: its JSON record. A file that cannot be
+    read (or annotated) comes back as a record with `error` set, never as an exception, so a worker
+    pool keeps every other file's result."""
+    import cv2
+
+    from .annotate import draw
+    from .image import load_color
+    from .results import result_record
+
+    path, largest, target = job
+    try:
+        # The path itself goes in: errors then name the file, and large JPEGs are decoded reduced.
+        faces = rec.predict(path) if not largest else [x for x in [rec.predict_largest(path)] if x]
+        r = result_record(str(path), faces, None)
+        if target is not None and not cv2.imwrite(str(target), draw(load_color(path), faces)):
+            raise DferError(f"{target}: cannot write annotated image")
+    except DferError as e:
+        msg = str(e) if str(path) in str(e) else f"{path}: {e}"
+        r = result_record(str(path), None, msg)
+    return r
+
+
+def _workers_for(options: RecognizerOptions, workers: int, items: int, rec: Any) -> Any:
+    """The pool for `--workers`: with one, the recognizer already built here; with more, a Recognizer
+    per process, built in the process after the fork. This one is dropped first (it served to check
+    the set-up once and to print its warnings once), so no child inherits its models."""
+    from .recognizer import Recognizer
+    from .workers import Workers, resolve
+
+    count = resolve(workers, items)
+    if count > 1:
+        rec.close()
+    return Workers(count, Recognizer, (options,), local=rec)
+
+
 def _table_rows(r: dict[str, Any]) -> list[str]:
     if r["error"]:
         return []
@@ -136,18 +186,19 @@ def predict(
     jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per input per line"),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="save annotated copies into this folder"),
     largest: bool = typer.Option(False, "--largest", help="keep only the largest face per image"),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per face: path, face, box, label, "
+                                 "score, the seven probabilities, error (header first)"),
+    workers: WorkerCount = 1,
+    progress: ShowProgress = None,
     options: RecognizerOptions = None,
 ) -> None:
     """Expression of every face in each image. Exit 0 if every input was read, 1 otherwise."""
-    import cv2
-
-    from .annotate import draw
-    from .image import load_color
     from .inputs import expand
-    from .recognizer import result_record
+    from .progress import Progress, wanted
+    from .results import RESULT_CSV_HEADER, csv_line, result_rows
 
-    if json_out and jsonl:
-        fail("choose one of --json and --jsonl")
+    if json_out + jsonl + csv_out > 1:
+        fail("choose one of --json, --jsonl and --csv")
     files = expand(paths)
     if not files:
         fail("no images found in the given paths")
@@ -157,30 +208,27 @@ def predict(
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             fail(f"cannot create {annotate}: {e.strerror or e}")
-    results, bad, used = [], 0, set()
-    if not (json_out or jsonl):
+    used: set[str] = set()  # annotated names are given in input order, before any work is shared out
+    jobs = [(f, largest, _annotated_name(annotate, f, used) if annotate else None) for f in files]
+    results, bad = [], 0
+    if csv_out:
+        typer.echo(csv_line(RESULT_CSV_HEADER))
+    elif not (json_out or jsonl):
         typer.echo("path\tface\tlabel    \tscore\tbox")
-    for f in files:
-        try:
-            # The path itself goes in: errors then name the file, and large JPEGs are decoded reduced.
-            faces = rec.predict(f) if not largest else [x for x in [rec.predict_largest(f)] if x]
-            r = result_record(str(f), faces, None)
-            if annotate:
-                target = _annotated_name(annotate, f, used)
-                if not cv2.imwrite(str(target), draw(load_color(f), faces)):
-                    raise DferError(f"{target}: cannot write annotated image")
-        except DferError as e:
-            bad += 1
-            msg = str(e) if str(f) in str(e) else f"{f}: {e}"
-            typer.echo(f"error: {msg}", err=True)
-            r = result_record(str(f), None, msg)
-        if jsonl:
-            typer.echo(json.dumps(r))
-        elif json_out:
-            results.append(r)
-        else:
-            for row in _table_rows(r):
-                typer.echo(row)
+    show = wanted(progress, len(files), PROGRESS_MIN_FILES)
+    with _workers_for(options, workers, len(files), rec) as pool, Progress("predicting", len(files), show) as bar:
+        for r in pool.map(_predict_one, jobs):
+            bar.advance(faces=len(r["faces"]))
+            if r["error"]:
+                bad += 1
+                bar.err(f"error: {r['error']}")
+            if jsonl:
+                bar.out(json.dumps(r))
+            elif json_out:
+                results.append(r)
+            else:
+                for row in (map(csv_line, result_rows(r)) if csv_out else _table_rows(r)):
+                    bar.out(row)
     if json_out:
         typer.echo(json.dumps(results, indent=1))
     raise typer.Exit(EXIT_BAD_INPUT if bad else 0)
@@ -196,6 +244,8 @@ def evaluate(
     condition: Optional[list[str]] = typer.Option(
         None, "--condition", help="also score under capture conditions applied to each photo first (repeat or "
         "comma-separate; 'all' for every one): " + ", ".join(CONDITIONS)),
+    workers: WorkerCount = 1,
+    progress: ShowProgress = None,
     options: RecognizerOptions = None,
 ) -> None:
     """Accuracy, macro-F1, per-class recall and confusion of the model on labelled images.
@@ -204,6 +254,7 @@ def evaluate(
     --condition, the same per capture condition (dim, noise, blur, JPEG, small faces), against clean."""
     from . import degrade
     from . import evaluate as ev
+    from .progress import Progress, wanted
 
     try:
         ds = ev.scan(data_dir)
@@ -216,40 +267,55 @@ def evaluate(
     for w in ds.skipped:
         typer.echo(f"warning: {w}", err=True)
     rec = make_recognizer(options)
+    model_path, temperature = str(rec.model.path), rec.model.temperature  # before a pool drops `rec`
     errors: list[str] = []
-    with typer.progressbar(ds.items, label="evaluating", file=sys.stderr) as items:
-        seen = ev.run(rec, items, crops, errors.append)
+    show = wanted(progress, len(ds.items))
+
+    def score(pool: Any, condition: Optional[str], label: str, on_error: Callable[[str], None]) -> ev.Predictions:
+        """One pass over the data set through the workers (the condition goes by name: see score_item)."""
+        with Progress(label, len(ds.items), show) as bar:
+            return ev.collect(pool.map(functools.partial(ev.score_item, crops=crops, condition=condition), ds.items),
+                              on_error, lambda o: bar.advance(faces=int(o.pred >= 0)))
+
+    with _workers_for(options, workers, len(ds.items), rec) as pool:
+        seen = score(pool, None, "evaluating", errors.append)
+        m = _evaluate_report(ev, seen, errors, crops, model_path, temperature, majority)
+        if conditions:
+            rows = [{"condition": "clean", "accuracy": m["accuracy"], "drop": 0.0, "landmark_error_iod": 0.0,
+                     **({"ferplus_accuracy": m["ferplus"]["accuracy"], "ferplus_drop": 0.0} if majority else {})}]
+            for c in conditions:
+                got = score(pool, c.name, c.name, lambda _: None)
+                cm = ev.metrics(got.true, got.pred, got.confidence)
+                row = {"condition": c.name, "about": c.about, "accuracy": cm["accuracy"], "macro_f1": cm["macro_f1"],
+                       "detection_rate": cm.get("detection_rate"), "drop": cm["accuracy"] - m["accuracy"],
+                       "landmark_error_iod": ev.landmark_error(seen, got)}
+                if majority is not None:
+                    fp = ev.ferplus_metrics(got, majority)["accuracy"]
+                    row.update(ferplus_accuracy=fp, ferplus_drop=fp - m["ferplus"]["accuracy"])
+                rows.append(row)
+            m["conditions"] = rows
+            typer.echo("")
+            typer.echo(ev.conditions_report(rows))
+    write_json(json_path, m)
+    raise typer.Exit(EXIT_BAD_INPUT if errors else 0)
+
+
+def _evaluate_report(ev: Any, seen: Any, errors: list[str], crops: bool, model_path: str, temperature: Any,
+                     majority: Optional[dict[str, int]]) -> dict[str, Any]:
+    """evaluate's clean pass: the errors, then the metrics, printed, and returned for --json."""
     for e in errors:
         typer.echo(f"error: {e}", err=True)
     if len(seen.true) == 0:
         fail("no image could be read")
     m = ev.metrics(seen.true, seen.pred, seen.confidence)
     m["mode"] = "crops" if crops else "detect"
-    m["model"] = str(rec.model.path)
-    m["temperature"] = rec.model.temperature
+    m["model"] = model_path
+    m["temperature"] = temperature
     m["unreadable"] = len(errors)
     if majority is not None:
         m["ferplus"] = ev.ferplus_metrics(seen, majority)
     typer.echo(ev.report(m))
-    if conditions:
-        rows = [{"condition": "clean", "accuracy": m["accuracy"], "drop": 0.0, "landmark_error_iod": 0.0,
-                 **({"ferplus_accuracy": m["ferplus"]["accuracy"], "ferplus_drop": 0.0} if majority else {})}]
-        for c in conditions:
-            with typer.progressbar(ds.items, label=c.name, file=sys.stderr) as items:
-                got = ev.run(rec, items, crops, lambda _: None, c)
-            cm = ev.metrics(got.true, got.pred, got.confidence)
-            row = {"condition": c.name, "about": c.about, "accuracy": cm["accuracy"], "macro_f1": cm["macro_f1"],
-                   "detection_rate": cm.get("detection_rate"), "drop": cm["accuracy"] - m["accuracy"],
-                   "landmark_error_iod": ev.landmark_error(seen, got)}
-            if majority is not None:
-                fp = ev.ferplus_metrics(got, majority)["accuracy"]
-                row.update(ferplus_accuracy=fp, ferplus_drop=fp - m["ferplus"]["accuracy"])
-            rows.append(row)
-        m["conditions"] = rows
-        typer.echo("")
-        typer.echo(ev.conditions_report(rows))
-    write_json(json_path, m)
-    raise typer.Exit(EXIT_BAD_INPUT if errors else 0)
+    return m
 
 
 @app.command()
@@ -319,6 +385,8 @@ def bench(
     small_faces: SmallFaces = DEFAULTS.small_faces,
     detector_model: DetectorModel = DEFAULTS.detector_model,
     denoise: Denoise = DEFAULTS.denoise,
+    equalize: Equalize = DEFAULTS.equalize,
+    flip_landmarks: FlipLandmarks = DEFAULTS.flip_landmarks,
     json_path: Optional[Path] = typer.Option(None, "--json", help="also write the results as JSON to this file"),
     cold_start: bool = typer.Option(True, "--cold-start/--no-cold-start",
                                     help="measure process start to first result in a fresh process"),
@@ -342,7 +410,8 @@ def bench(
                            b.parse_int_list(width, "--width", 64), b.parse_int_list(upsample, "--upsample", 0, 3),
                            DEFAULTS.replace(min_score=min_score, landmarks=landmarks, detect_width=detect_width,
                                             flip_average=flip_average, small_faces=small_faces,
-                                            detector=detector, detector_model=detector_model, denoise=denoise))
+                                            detector=detector, detector_model=detector_model, denoise=denoise,
+                                            equalize=equalize, flip_landmarks=flip_landmarks))
         for w in warn_m + warn_i:
             typer.echo(f"warning: {w}", err=True)
         images = b.read_images(files)
@@ -362,12 +431,18 @@ def bench(
 @app.command()
 @pipeline_options
 def watch(
-    source: str = typer.Argument(..., help="camera index (0), video file, or stream URL (rtsp://, http://)"),
+    source: str = typer.Argument(..., help="camera index (0), /dev/videoN, picamera2[:N] (Raspberry Pi Camera Module), "
+                                 "video file, or stream URL (rtsp://, http://)"),
     jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per processed frame on stdout"),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per face per processed frame: frame, "
+                                 "t, detected, id, box, label, score, the seven probabilities (header first)"),
     detect_every: int = typer.Option(10, "--detect-every", min=1,
                                      help="run the face detector every N frames and track faces in between (1: detect on every frame)"),
     smooth: float = typer.Option(0.3, "--smooth", min=0.0,
                                  help="time constant in seconds of each face's moving average of probabilities; 0: raw"),
+    smooth_landmarks: float = typer.Option(0.0, "--smooth-landmarks", min=0.0,
+                                           help="time constant in seconds of a moving average of each face's 68 points "
+                                           "before its crops are cut (steadier crops in dim, noisy video); 0: raw"),
     save: Optional[Path] = typer.Option(None, "--save", help="write an annotated video (.mp4) here"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="stop after this many frames"),
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0,
@@ -384,10 +459,13 @@ def watch(
     file is exit 0; a source that cannot be opened, or a live one lost for longer than --reconnect, is exit 1."""
     import signal
 
+    from .results import FRAME_CSV_HEADER, csv_line, frame_rows
     from .sources import open_source
     from .tracking import FaceTracker
     from .watch import WatchOptions, run
 
+    if jsonl and csv_out:
+        fail("choose one of --jsonl and --csv")
     if summary_json is not None and not summary_json.parent.is_dir():
         fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
     if save is not None and not save.parent.is_dir():
@@ -407,8 +485,9 @@ def watch(
 
     def emit(rec_: dict) -> None:
         nonlocal last
-        if jsonl:
-            sys.stdout.write(json.dumps(rec_) + "\n")
+        if jsonl or csv_out:
+            lines = [json.dumps(rec_)] if jsonl else map(csv_line, frame_rows(rec_))
+            sys.stdout.write("".join(line + "\n" for line in lines))
             sys.stdout.flush()
             return
         now = [(f["id"], f["label"]) for f in rec_["faces"]]
@@ -417,10 +496,13 @@ def watch(
             typer.echo(f"{rec_['t']:8.2f}s  frame {rec_['frame']:<6} {desc}")
             last = now
 
-    tracker = FaceTracker(rec, detect_every=detect_every, smooth=smooth, max_faces=max_faces)
+    tracker = FaceTracker(rec, detect_every=detect_every, smooth=smooth, max_faces=max_faces,
+                          smooth_landmarks=smooth_landmarks)
     try:
+        if csv_out:
+            sys.stdout.write(csv_line(FRAME_CSV_HEADER) + "\n")
         summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit)
-    except BrokenPipeError:  # the consumer of --jsonl went away (e.g. `| head`): stop quietly
+    except BrokenPipeError:  # the consumer of --jsonl or --csv went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)
     except DferError as e:

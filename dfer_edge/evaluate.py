@@ -106,33 +106,69 @@ class Predictions:
     landmarks: list[np.ndarray | None] = field(default_factory=list)
 
 
-def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
-        on_error: Callable[[str], None] = lambda msg: None, condition=None) -> Predictions:
-    """Predict every item. Unreadable files are reported through `on_error` and left out (they are not
-    the model's fault). `condition` (degrade.Condition) is applied to each photo first, as a camera
-    would, seeded by the file name."""
-    from .degrade import seed_for
+@dataclass(frozen=True)
+class Outcome:
+    """One image's result as `score_item` returns it (from a worker process or this one): the predicted
+    label index (-1: no face), its score, the face's 68 points in clean-image pixels, or the error that
+    kept the image from being read."""
+
+    path: Path
+    label: int
+    pred: int = -1
+    score: float = 0.0
+    landmarks: np.ndarray | None = None
+    error: str | None = None
+
+
+def score_item(recognizer, item: tuple[Path, int], crops: bool = False, condition=None) -> Outcome:
+    """Predict one labelled image; never raises for a bad file (its error comes back in the Outcome, so
+    one unreadable file does not lose the others' results in a worker pool). `condition`
+    (degrade.Condition, or its name, which is what crosses to a worker process) is applied to the
+    photo first, as a camera would, seeded by the file name."""
+    from .degrade import condition as named, seed_for
     from .image import load_gray
 
+    path, label = item
+    if isinstance(condition, str):
+        condition = named(condition)
+    try:
+        image, back = path, 1.0
+        if condition is not None:
+            gray = load_gray(path)
+            image = condition(gray, seed_for(path.name))
+            back = gray.shape[1] / image.shape[1]  # degraded pixels -> clean pixels
+        face = recognizer.predict_crop(image) if crops else recognizer.predict_largest(image)
+    except DferError as e:
+        return Outcome(path, label, error=str(e) if str(path) in str(e) else f"{path}: {e}")
+    if face is None:
+        return Outcome(path, label)
+    return Outcome(path, label, LABELS.index(face.label), face.score, face.landmarks * back)
+
+
+def collect(outcomes: Iterable[Outcome], on_error: Callable[[str], None] = lambda msg: None,
+            on_item: Callable[[Outcome], None] = lambda o: None) -> Predictions:
+    """Predictions from outcomes in input order. Unreadable files are reported through `on_error` and
+    left out (they are not the model's fault); `on_item` sees every outcome (a progress bar)."""
     true, pred, conf, paths, marks = [], [], [], [], []
-    for path, label in items:
-        try:
-            image, back = path, 1.0
-            if condition is not None:
-                gray = load_gray(path)
-                image = condition(gray, seed_for(path.name))
-                back = gray.shape[1] / image.shape[1]  # degraded pixels -> clean pixels
-            face = recognizer.predict_crop(image) if crops else recognizer.predict_largest(image)
-        except DferError as e:
-            on_error(str(e) if str(path) in str(e) else f"{path}: {e}")
+    for o in outcomes:
+        on_item(o)
+        if o.error is not None:
+            on_error(o.error)
             continue
-        true.append(label)
-        pred.append(LABELS.index(face.label) if face is not None else -1)
-        conf.append(face.score if face is not None else 0.0)
-        paths.append(path)
-        marks.append(None if face is None else face.landmarks * back)
+        true.append(o.label)
+        pred.append(o.pred)
+        conf.append(o.score)
+        paths.append(o.path)
+        marks.append(o.landmarks)
     return Predictions(np.array(true, dtype=int), np.array(pred, dtype=int), np.array(conf, dtype=float), paths,
                        marks)
+
+
+def run(recognizer, items: Iterable[tuple[Path, int]], crops: bool,
+        on_error: Callable[[str], None] = lambda msg: None, condition=None) -> Predictions:
+    """Predict every item in this process (score_item, then collect). Unreadable files are reported
+    through `on_error` and left out. `evaluate --workers` sends the same score_item to worker processes."""
+    return collect((score_item(recognizer, it, crops, condition) for it in items), on_error)
 
 
 def landmark_error(clean: Predictions, other: Predictions) -> float | None:

@@ -5,10 +5,14 @@ Plain data in original-image pixels, so a caller never needs to know about worki
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
+
+from .labels import LABELS
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,46 @@ def result_record(path: str, faces: list[Scored] | None, error: str | None) -> d
 def frame_record(index: int, t: float, faces: list[TrackedFace], detected: bool) -> dict[str, Any]:
     """One line of `watch --jsonl`."""
     return {"frame": index, "t": round(t, 4), "detected": detected, "faces": [f.to_dict() for f in faces]}
+
+
+# --- CSV: the same records, one row per face ----------------------------------------------------
+# Made from the JSON records above, not from the faces, so a CSV row and the JSON object of the same
+# input carry the same (rounded) numbers. The box is the JSON box, x1, y1, x2, y2, as four columns; the
+# probabilities are seven columns in LABELS order. An input or frame without a face is one row with the
+# face columns empty, so every input appears in the file.
+
+_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "label", "score", *LABELS)
+
+RESULT_CSV_HEADER = ("path", "face", *_FACE_COLUMNS, "error")  # predict --csv
+FRAME_CSV_HEADER = ("frame", "t", "detected", "id", *_FACE_COLUMNS)  # watch --csv
+
+
+def _face_cells(face: dict[str, Any]) -> list[Any]:
+    return [*face["box"], face["label"], face["score"], *(face["probabilities"][lab] for lab in LABELS)]
+
+
+_NO_FACE = [None] * len(_FACE_COLUMNS)
+
+
+def result_rows(record: dict[str, Any]) -> list[list[Any]]:
+    """The `predict --csv` rows of one result_record: one per face (index from 0, largest first); one
+    with empty face columns for no face, or for an unreadable input (then `error` says why)."""
+    if not record["faces"]:
+        return [[record["path"], None, *_NO_FACE, record["error"]]]
+    return [[record["path"], i, *_face_cells(f), record["error"]] for i, f in enumerate(record["faces"])]
+
+
+def frame_rows(record: dict[str, Any]) -> list[list[Any]]:
+    """The `watch --csv` rows of one frame_record: one per followed face; one with empty face columns
+    for a frame without a face."""
+    head = [record["frame"], record["t"], int(record["detected"])]
+    if not record["faces"]:
+        return [[*head, None, *_NO_FACE]]
+    return [[*head, f["id"], *_face_cells(f)] for f in record["faces"]]
+
+
+def csv_line(row: Iterable[Any]) -> str:
+    """One CSV line without its line end (None is an empty cell; quoting as the csv module does it)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow(row)
+    return buf.getvalue()

@@ -95,6 +95,7 @@ class Track:
     points: np.ndarray  # (68, 2) working-image pixels
     probs: np.ndarray | None = None  # smoothed, LABELS order
     t: float = 0.0
+    cut_points: np.ndarray | None = None  # the landmarks the crops are cut from (smoothed over time, or raw)
 
 
 class FaceTracker:
@@ -105,7 +106,7 @@ class FaceTracker:
     """
 
     def __init__(self, recognizer: Recognizer, detect_every: int = 10, smooth: float = 0.0,
-                 max_faces: int | None = None) -> None:
+                 max_faces: int | None = None, smooth_landmarks: float = 0.0) -> None:
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
         self.rec = recognizer
@@ -113,6 +114,9 @@ class FaceTracker:
         self.pipeline = recognizer.pipeline.timed(self.times)  # the recognizer's models, timed per stage
         self.detect_every = detect_every
         self.smooth = smooth
+        # Time constant (s) of a moving average of each face's 68 points before its crops are cut: noise
+        # in a dim frame makes them jitter from frame to frame. Tracking and drift checks use the raw fit.
+        self.smooth_landmarks = smooth_landmarks
         self.max_faces = max_faces
         self.tracks: list[Track] = []
         self.next_id = 0
@@ -141,7 +145,8 @@ class FaceTracker:
 
         faces = []
         for track, pts in found:
-            p = pipe.score(pipe.cut(work.image, pts))
+            track.cut_points = ema(track.cut_points, pts, t - track.t, self.smooth_landmarks)
+            p = pipe.score(pipe.cut(work.image, track.cut_points))
             track.probs = ema(track.probs, p, t - track.t, self.smooth)
             track.t = t
             faces.append(TrackedFace(track.id, work.box_to_original(track.box), work.points_to_original(pts),
