@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test chromium clean-venv model parity evaluate watch-fps arm64-check
+.PHONY: demo test chromium clean-venv model parity evaluate watch-fps arm64-check dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ chromium:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The sdist and a pure-Python wheel (models, kiosk page and face detector inside) into dist/, the wheel
+# built from the sdist; the version is dfer_edge.__version__. Copy the wheel to a Pi: see "Install".
+# Needs only `build` (in the dev extra; installed here if missing), not the whole dev environment.
+dist: | $(BIN)/python
+	$(BIN)/python -c 'import build' 2>/dev/null || $(PIP) install -q 'build>=1.2'
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
 
 # Reproduce the shipped model from ../shared/data (about an hour on 2 cores): extract, train, export,
 # parity, and the runtime's own evaluation on FER2013 val and the held-out KDEF subjects.
@@ -71,8 +80,11 @@ evaluate: $(VENV)/.runtime
 watch-fps: $(VENV)/.runtime
 	$(BIN)/python benchmarks/watch_fps.py --every 1,5,10,20 --detectors hog,blazeface --markdown benchmarks/WATCH.md
 
-# Install and run the package in an emulated arm64 Debian bookworm (Raspberry Pi OS's base) and compare
-# its answers with this machine's .venv. Needs root, apt and binfmt_misc, so `make test` (and CI) does
-# not run it. About 10 minutes the first time, 3-4 minutes with the cached chroot (~/.cache/dfer-edge).
+# Install the wheel in emulated arm64 Debian userlands, bookworm and trixie (Raspberry Pi OS's bases: Python
+# 3.11 and 3.13), offline from a wheelhouse as README "Install" says, run it and compare its answers with
+# this machine's. DEBIAN=bookworm, trixie or both (the default). Needs root, apt and binfmt_misc, so `make
+# test` (and CI) does not run it. About 10 minutes a release the first time (debootstrap, cached in
+# ~/.cache/dfer-edge), then about 2.5; outputs in benchmarks/out/arm64/<release>/.
+DEBIAN ?= both
 arm64-check: $(VENV)/.runtime
-	X86_DFER=$(abspath $(BIN))/dfer-edge bash benchmarks/arm64/check.sh
+	DEBIAN='$(DEBIAN)' X86_PYTHON=$(abspath $(BIN))/python bash benchmarks/arm64/check.sh
