@@ -27,7 +27,7 @@ def _extract(a: argparse.Namespace) -> None:
     counts = extract(samples, a.out, crops=a.crops, landmarks=a.landmarks, size=a.size,
                      upsample=a.upsample, workers=a.workers, regions=parse_regions(a.crop_regions),
                      min_score=a.min_score, small_faces=a.small_faces, equalize=a.equalize,
-                     progress=a.progress)
+                     flip_landmarks=a.flip_landmarks, progress=a.progress)
     print(json.dumps(counts))
 
 
@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="full photos: HOG alone, without the runtime's second look for small faces")
     e.add_argument("--equalize", default="global", choices=("global", "clahe"),
                    help="equaliser of the working image (the model records it and runs with it)")
+    e.add_argument("--flip-landmarks", action=argparse.BooleanOptionalAction, default=DEFAULTS.flip_landmarks,
+                   help="fit the 68 points on the face and its mirror image and average, as the runtime does "
+                        f"(default: {DEFAULTS.flip_landmarks}, the runtime's default)")
     e.add_argument("--capture-copies", type=int, default=0,
                    help="instead of the images, this many copies of each degraded as a cheap camera would "
                         "(dim, noise, blur, JPEG, small; convert/capture.py), before the pipeline")

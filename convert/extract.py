@@ -48,16 +48,16 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
             size: int = 96, upsample: int = DEFAULTS.upsample, workers: int = 2,
             regions: CropRegions = DEFAULT_REGIONS, min_score: float = DEFAULTS.min_score,
             small_faces: bool | None = DEFAULTS.small_faces, equalize: str = "global",
-            progress: bool | None = None) -> dict:
+            flip_landmarks: bool = DEFAULTS.flip_landmarks, progress: bool | None = None) -> dict:
     """Extract every sample, write `out`, and return counts (ok / no face / failed / HOG-detected).
     Full photos are detected with the runtime's settings (`upsample`, `min_score`, the second look for
-    small faces of still images) and the named equaliser; ready crops
+    small faces of still images, flip-averaged landmarks) and the named equaliser; ready crops
     (`crops`) with the one ready-crop strategy that `evaluate --crops` uses. `workers` processes (0:
     every core; 1: this process), shared out by dfer_edge.workers as `predict --workers` does;
     `progress` as dfer_edge.progress (None: a bar when stderr is a terminal)."""
     n = len(samples)
     options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score, small_faces=small_faces,
-                               equalize=equalize)
+                               equalize=equalize, flip_landmarks=flip_landmarks)
     cols: dict[str, list] = {k: [] for k in ("right_eye", "left_eye", "mouth", "landmarks", "label",
                                             "votes", "votes_other", "subject", "name", "detected", "angle")}
     counts = {"total": n, "ok": 0, "noface": 0, "error": 0, "hog_detected": 0}

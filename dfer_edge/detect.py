@@ -67,10 +67,12 @@ class WorkingImage:
 # equalised.
 _NOISE_KERNEL = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 DENOISE_AT = 6.0
-# The blur grows with the noise: sigma 1.5 px at a stretched noise of 9 (dim + sensor noise sigma 3),
-# up to 3 px for the darkest, noisiest frames. A fixed 1.5 left dim + noise sigma 6 at -10 points on
-# held-out KDEF; this rule gains 1.4 there and 0.8 on dim + noise sigma 3 (EXPERIMENTS, session 7).
-DENOISE_SIGMA_PER_NOISE = 1.5 / 9
+# The blur grows with the noise: sigma 1 px at a stretched noise of 9 (dim + sensor noise sigma 3), up
+# to 3 px for the darkest, noisiest frames. On held-out KDEF, dim + noise sigma 6 (drop against clean):
+# a fixed 1.5 px -10.0 points; sigma = noise / 6 -8.2; noise / 9 -6.4 (-5.0 with the flip-averaged
+# landmarks); noise / 12 -8.0; noise / 3 -10.8; no blur -16.9. Too little leaves the stretched noise
+# in the crops, too much blurs away the expression (convert/EXPERIMENTS.md, "Capture conditions").
+DENOISE_SIGMA_PER_NOISE = 1.0 / 9
 DENOISE_SIGMA_MAX = 3.0
 
 

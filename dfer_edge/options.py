@@ -25,7 +25,7 @@ class RecognizerOptions:
     threads: int | None = None  # interpreter threads; None lets the interpreter decide
     interpreter: str = "auto"  # auto | litert | tflite-runtime
     flip_average: bool = True  # also score the mirrored face and average: +1.9 points on FER2013 val for ~0.3 ms
-    flip_landmarks: bool = False  # also fit the 68 points on the mirrored face and average: steadier under blur and noise, one more fit per face
+    flip_landmarks: bool = True  # also fit the 68 points on the mirrored face and average: steadier under blur and noise, one more fit per face
     denoise: bool = True  # blur a frame before equalising when its noise would be stretched (dim + noisy); clean frames untouched
     # global (the seed's equalizeHist) | clahe (local). None: what the model was trained with (its sidecar),
     # global without a model. Running a model with the other one is allowed but measured as a mismatch.

@@ -120,7 +120,7 @@ def test_denoise_blur_grows_with_the_noise():
 
     levels = [DENOISE_AT + 0.1, 9.0, 14.0, 30.0, 300.0]
     sigmas = [denoise_sigma(n) for n in levels]
-    assert sigmas == sorted(sigmas) and abs(denoise_sigma(9.0) - 1.5) < 1e-9 and sigmas[-1] == DENOISE_SIGMA_MAX
+    assert sigmas == sorted(sigmas) and abs(denoise_sigma(9.0) - 1.0) < 1e-9 and sigmas[-1] == DENOISE_SIGMA_MAX
 
 
 def _fer_val_files(n: int) -> list[Path]:
