@@ -56,11 +56,12 @@ model: $(VENV)/.dev
 	$(BIN)/python -m convert extract $(DATA)/fer2013/train --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_train.npz
 	$(BIN)/python -m convert extract $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --out $(CACHE)/fer_val.npz
 	$(BIN)/python -m convert extract $(DATA)/kdef --out $(CACHE)/kdef.npz
-	$(BIN)/python -m convert train --train $(CACHE)/fer_train.npz --train $(CACHE)/kdef.npz --repeat kdef=3 \
-	    --val $(CACHE)/fer_val.npz --epochs $(EPOCHS) --out $(RUN)
+	$(BIN)/python -m convert extract $(DATA)/kdef --capture-copies 2 --out $(CACHE)/kdef-capture.npz
+	$(BIN)/python -m convert train --train $(CACHE)/fer_train.npz --train $(CACHE)/kdef.npz --train $(CACHE)/kdef-capture.npz \
+	    --repeat kdef-train=3 --val $(CACHE)/fer_val.npz --epochs $(EPOCHS) --threads 2 --out $(RUN)
 	cp $(RUN)/model.keras models/dfer.keras
 	$(BIN)/python -m convert export models/dfer.keras --out-dir models --rep $(CACHE)/fer_train.npz --rep $(CACHE)/kdef.npz --rep-count 500 \
-	    --note "trained on FER2013 train (original labels) + KDEF minus the held-out subjects in convert/kdef_split.json; see MODEL_CARD.md"
+	    --run $(RUN) --note "trained on FER2013 train (original labels) + KDEF minus the held-out subjects in convert/kdef_split.json, with 2 capture-degraded copies of each KDEF training photo; see MODEL_CARD.md"
 	$(MAKE) parity evaluate
 
 # Parity needs the extraction caches (the first three lines of `model`) and the float model models/dfer.keras.
@@ -72,9 +73,9 @@ parity: $(VENV)/.dev
 
 evaluate: $(VENV)/.runtime
 	mkdir -p $(CACHE)/eval
-	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --json $(CACHE)/eval/fer2013-val-int8.json
+	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(DATA)/fer2013/ferplus_votes.csv --workers 2 --json $(CACHE)/eval/fer2013-val-int8.json
 	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(CACHE)/kdef-split
-	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --json $(CACHE)/eval/kdef-heldout-int8.json
+	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --condition all --workers 2 --json $(CACHE)/eval/kdef-heldout-int8.json
 
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
