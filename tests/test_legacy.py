@@ -109,18 +109,21 @@ def export_error(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def angry_face(session_landmarks):
-    """(working image, landmarks of the largest face) exactly as Recognizer.predict finds them."""
-    from dfer_edge.detect import FaceDetector, working_image
+    """(working image, landmarks of the largest face) exactly as Recognizer.predict finds them
+    (session_landmarks: skips when the landmark model is absent)."""
     from dfer_edge.image import load_gray_for_width
+    from dfer_edge.pipeline import Pipeline
     from dfer_edge.recognizer import RecognizerOptions
 
     need(ANGRY)
     opts = RecognizerOptions()
     assert opts.min_score == 0.1 and opts.upsample == 0 and opts.width == 512
-    work = working_image(load_gray_for_width(ANGRY, opts.width)[0], opts.width)
-    rects = FaceDetector(opts.upsample, opts.min_score)(work.image)
+    # The runtime's own steps 1-3 (denoising, flip-averaged landmarks and all), without a model.
+    pipe = Pipeline(opts, score=False)
+    work = pipe.prepare(*load_gray_for_width(ANGRY, opts.width))
+    rects = pipe.detect(work, still=True)
     assert rects, "no face found in angry.jpg"
-    return work.image, session_landmarks(work.image, rects[0])
+    return work.image, pipe.fit(work.image, rects[0])
 
 
 def keras_inputs(angry_face, size: int, names=SEED_NAMES, mode: str = "seed-pixels") -> dict[str, np.ndarray]:
