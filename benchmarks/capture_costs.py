@@ -29,10 +29,10 @@ from tests.helpers import PHOTOS, kdef_frames  # noqa: E402
 
 BASE = DEFAULTS.replace(threads=1, small_faces=False)
 CONFIGS = {
-    "no remedy (seed: equalizeHist, no denoising)": BASE.replace(denoise=False),
-    "--denoise (default)": BASE,
-    "--equalize clahe": BASE.replace(equalize="clahe"),
-    "--flip-landmarks": BASE.replace(flip_landmarks=True),
+    "no remedy (seed: equalizeHist, no denoising, one landmark fit)": BASE.replace(denoise=False, flip_landmarks=False),
+    "--denoise, --no-flip-landmarks": BASE.replace(flip_landmarks=False),
+    "--denoise --flip-landmarks (the defaults)": BASE,
+    "defaults with --equalize clahe": BASE.replace(equalize="clahe"),
 }
 STAGES = ("preprocess", "detect", "landmarks", "crops_features", "inference")
 
