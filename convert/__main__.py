@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from dfer_edge.detect import EQUALIZERS
 from dfer_edge.errors import DferError
 from dfer_edge.options import DEFAULTS
 
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       "mouth_side=1.1,mouth_raise=0.1 (dfer_edge.geometry.CropRegions)")
     e.add_argument("--no-small-faces", dest="small_faces", action="store_false", default=None,
                    help="full photos: HOG alone, without the runtime's second look for small faces")
-    e.add_argument("--equalize", default="global", choices=("global", "clahe"),
+    e.add_argument("--equalize", default="global", choices=EQUALIZERS,
                    help="equaliser of the working image (the model records it and runs with it)")
     e.add_argument("--flip-landmarks", action=argparse.BooleanOptionalAction, default=DEFAULTS.flip_landmarks,
                    help="fit the 68 points on the face and its mirror image and average, as the runtime does "

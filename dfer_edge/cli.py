@@ -442,7 +442,8 @@ def watch(
                                  help="time constant in seconds of each face's moving average of probabilities; 0: raw"),
     smooth_landmarks: float = typer.Option(0.0, "--smooth-landmarks", min=0.0,
                                            help="time constant in seconds of a moving average of each face's 68 points "
-                                           "before its crops are cut (steadier crops in dim, noisy video); 0: raw"),
+                                           "before its crops are cut (steadier points that lag a moving face; "
+                                           "measured to lose accuracy in dim, noisy video); 0: raw"),
     save: Optional[Path] = typer.Option(None, "--save", help="write an annotated video (.mp4) here"),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="stop after this many frames"),
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0,

@@ -111,13 +111,18 @@ CLAHE_CLIP = 2.0
 CLAHE_TILES = (8, 8)
 
 
+def check_equalizer(how: str) -> str:
+    """`how` if it names an equaliser (EQUALIZERS), else a one-line DferError."""
+    if how not in EQUALIZERS:
+        raise DferError(f"unknown equaliser {how!r}; expected one of {', '.join(EQUALIZERS)}")
+    return how
+
+
 def equalise(gray: np.ndarray, how: str = "global") -> np.ndarray:
     """8-bit gray -> equalised 8-bit gray, by the named equaliser (EQUALIZERS)."""
-    if how == "global":
+    if check_equalizer(how) == "global":
         return cv2.equalizeHist(gray)
-    if how == "clahe":
-        return cv2.createCLAHE(CLAHE_CLIP, CLAHE_TILES).apply(gray)
-    raise DferError(f"unknown equaliser {how!r}; expected one of {', '.join(EQUALIZERS)}")
+    return cv2.createCLAHE(CLAHE_CLIP, CLAHE_TILES).apply(gray)
 
 
 def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: float = 1.0,

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import geometry
 from .calibration import temper
-from .detect import EQUALIZERS, Detector, FaceDetector, WorkingImage, working_image
+from .detect import Detector, FaceDetector, WorkingImage, check_equalizer, working_image
 from .errors import DferError, ModelError
 from .extract import FaceInputs, ReadyCrop, face_inputs, mirrored, ready_crop
 from .image import ImageInput, load_gray, load_gray_for_width
@@ -94,9 +94,7 @@ class Pipeline:
             info = self.model.info if self.model else None
             input_format = InputFormat(info.crop_size, info.feature_mode, info.regions) if info else InputFormat()
         self.format = input_format
-        self.equalize = options.equalize or (self.model.info.equalize if self.model else "global")
-        if self.equalize not in EQUALIZERS:
-            raise DferError(f"unknown equaliser {self.equalize!r}; expected one of {', '.join(EQUALIZERS)}")
+        self.equalize = check_equalizer(options.equalize or (self.model.info.equalize if self.model else "global"))
         self.landmark_model = LandmarkModel(options.landmarks)
         self.detector = detector or self._detector(options, self.landmark_model)
         # Ready crops are always scanned by HOG without upsampling or threshold: the crop is upscaled to
