@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dfer_edge import degrade  # noqa: E402
+from dfer_edge.geometry import point_error  # noqa: E402
 from dfer_edge.options import DEFAULTS  # noqa: E402
 from dfer_edge.recognizer import Recognizer  # noqa: E402
 from dfer_edge.tracking import FaceTracker  # noqa: E402
@@ -45,7 +46,7 @@ def run(rec: Recognizer, frames: list, tau: float) -> tuple[int, int, list[float
             continue
         pts = tracker.tracks[0].cut_points
         if last is not None:
-            moves.append(float(np.linalg.norm(pts - last, axis=1).mean() / np.linalg.norm(pts[36] - pts[45])))
+            moves.append(point_error(pts, last))
         last = pts.copy()
         if i % HOLD >= SETTLE:
             total += 1

@@ -11,6 +11,7 @@ import numpy as np
 
 from .calibration import ECE_BINS, expected_calibration_error, reliability
 from .errors import DferError
+from .geometry import point_error
 from .inputs import walk_images
 from .labels import LABELS, canonical_label
 
@@ -175,8 +176,7 @@ def landmark_error(clean: Predictions, other: Predictions) -> float | None:
     """Median distance of the 68 points from where they sit on the clean image, in inter-ocular
     distances (outer eye corners), over the images where both found a face."""
     ref = {p: m for p, m in zip(clean.paths, clean.landmarks) if m is not None}
-    errs = [float(np.linalg.norm(m - ref[p], axis=1).mean() / max(np.linalg.norm(ref[p][36] - ref[p][45]), 1e-6))
-            for p, m in zip(other.paths, other.landmarks) if m is not None and p in ref]
+    errs = [point_error(m, ref[p]) for p, m in zip(other.paths, other.landmarks) if m is not None and p in ref]
     return float(np.median(errs)) if errs else None
 
 

@@ -92,6 +92,12 @@ def inter_ocular(points: np.ndarray) -> float:
     return float(np.hypot(*(points[45] - points[36])))
 
 
+def point_error(points: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance of 68 points from `reference`, in the reference's inter-ocular distances: how far
+    a capture condition, or one frame to the next, moves the landmarks whatever the face's size."""
+    return float(np.linalg.norm(points - reference, axis=1).mean() / max(inter_ocular(reference), 1e-6))
+
+
 def level(points: np.ndarray) -> Levelled:
     """Rotate landmarks about the eye midpoint so the two eye centres share one y."""
     pts = np.asarray(points, dtype=np.float64)
