@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 
 # ../shared/data next to the repository (not part of it; tests that need it skip when it is absent).
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 PHOTOS = SHARED_DATA / "photos"
 FER_VAL = SHARED_DATA / "fer2013" / "val"
 
@@ -164,3 +168,11 @@ def fer_val_subset(dest: Path, per_label: int) -> Path:
         for f in sorted((FER_VAL / lab).glob("*.jpg"))[:per_label]:
             (dest / lab / f.name).symlink_to(f)
     return dest
+
+
+def run_cli(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m dfer_edge ARGS` from the checkout, as a user runs it (DFER_VERBOSE dropped, so
+    messages are the plain one-liners), its output captured as text."""
+    env = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
+    return subprocess.run([sys.executable, "-m", "dfer_edge", *map(str, args)], cwd=cwd or REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -4,7 +4,6 @@ shipped model and the real dlib landmark model. Nothing here depends on which ex
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from dfer_edge.errors import LandmarkModelError
 from dfer_edge.labels import LABELS
 from dfer_edge.landmarks import find_landmark_model
 from dfer_edge.model import INTERPRETERS, default_model_path
+from tests import helpers
 from tests.helpers import PHOTOS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,9 +40,7 @@ def _prerequisites():
 
 
 def run_cli(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
-    return subprocess.run([sys.executable, "-m", "dfer_edge", *map(str, args)], cwd=cwd or REPO, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return helpers.run_cli(*args, cwd=cwd, timeout=TIMEOUT)
 
 
 def image_size(path: Path) -> tuple[int, int]:

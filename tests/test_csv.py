@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -18,18 +15,14 @@ import pytest
 
 from dfer_edge.labels import LABELS
 from dfer_edge.results import FRAME_CSV_HEADER, RESULT_CSV_HEADER
-from tests.helpers import KDEF, PHOTOS, kdef_frames
+from tests.helpers import KDEF, PHOTOS, kdef_frames, run_cli
 
-REPO = Path(__file__).resolve().parents[1]
 ANGRY, GROUP, NON_FACE = PHOTOS / "angry.jpg", PHOTOS / "group.jpeg", PHOTOS / "non_face.jpg"
 FACE_COLUMNS = ["x1", "y1", "x2", "y2", "label", "score", *LABELS]
 BLANK_FRAMES = 6  # frames without a face before the KDEF subject appears
 
 
-def cli(*args: object) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
-    return subprocess.run([sys.executable, "-m", "dfer_edge", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+cli = run_cli
 
 
 def rows_of(text: str) -> tuple[list[str], list[dict[str, str]]]:

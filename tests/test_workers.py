@@ -17,7 +17,7 @@ import pytest
 from dfer_edge.errors import DferError
 from dfer_edge.labels import LABELS, canonical_label
 from dfer_edge.workers import Workers, cpu_count, resolve
-from tests.helpers import KDEF, PHOTOS
+from tests.helpers import KDEF, PHOTOS, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 600
@@ -25,9 +25,7 @@ PER_LABEL = 3  # KDEF photos per expression: 21 in all, enough for several chunk
 
 
 def cli(*args: object) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
-    return subprocess.run([sys.executable, "-m", "dfer_edge", *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    return run_cli(*args, timeout=TIMEOUT)
 
 
 @pytest.fixture(scope="module")
