@@ -240,7 +240,8 @@ def evaluate(
     data_dir: Path = typer.Argument(..., help="image-folder tree <label>/<file>"),
     crops: bool = typer.Option(False, "--crops", help="every image is already a face crop (the whole image is the face)"),
     json_path: Optional[Path] = typer.Option(None, "--json", help="write the metrics as JSON to this file"),
-    votes: Optional[Path] = typer.Option(None, "--votes", help="FER+ vote file: also score against the FER+ majority label"),
+    votes: Optional[Path] = typer.Option(None, "--votes", help="FER+ vote file: also score against FER+ labels, by the official majority rule "
+                                          "(the FER+ number) and by the argmax of the 7 expression votes"),
     condition: Optional[list[str]] = typer.Option(
         None, "--condition", help="also score under capture conditions applied to each photo first (repeat or "
         "comma-separate; 'all' for every one): " + ", ".join(CONDITIONS)),
@@ -290,7 +291,7 @@ def evaluate(
                        "detection_rate": cm.get("detection_rate"), "drop": cm["accuracy"] - m["accuracy"],
                        "landmark_error_iod": ev.landmark_error(seen, got)}
                 if majority is not None:
-                    fp = ev.ferplus_metrics(got, majority)["accuracy"]
+                    fp = ev.ferplus_metrics(got, majority["official"])["accuracy"]
                     row.update(ferplus_accuracy=fp, ferplus_drop=fp - m["ferplus"]["accuracy"])
                 rows.append(row)
             m["conditions"] = rows
@@ -301,7 +302,7 @@ def evaluate(
 
 
 def _evaluate_report(ev: Any, seen: Any, errors: list[str], crops: bool, model_path: str, temperature: Any,
-                     majority: Optional[dict[str, int]]) -> dict[str, Any]:
+                     majority: Optional[dict[str, dict[str, int]]]) -> dict[str, Any]:
     """evaluate's clean pass: the errors, then the metrics, printed, and returned for --json."""
     for e in errors:
         typer.echo(f"error: {e}", err=True)
@@ -313,7 +314,8 @@ def _evaluate_report(ev: Any, seen: Any, errors: list[str], crops: bool, model_p
     m["temperature"] = temperature
     m["unreadable"] = len(errors)
     if majority is not None:
-        m["ferplus"] = ev.ferplus_metrics(seen, majority)
+        m["ferplus"] = ev.ferplus_metrics(seen, majority["official"], "official")
+        m["ferplus_argmax7"] = ev.ferplus_metrics(seen, majority["argmax7"], "argmax7")
     typer.echo(ev.report(m))
     return m
 

@@ -43,18 +43,12 @@ def scan(root: str | Path) -> Dataset:
     return Dataset(items, skipped)
 
 
-def ferplus_majority(votes_csv: str | Path) -> dict[str, int]:
-    """File name -> index of the FER+ majority label (files whose votes are all for other classes are left out)."""
-    out = {}
-    try:
-        with open(votes_csv, newline="") as fh:
-            for row in csv.DictReader(fh):
-                v = np.array([float(row[lab]) for lab in LABELS])
-                if v.sum() > 0:
-                    out[row["file"]] = int(v.argmax())
-    except (OSError, KeyError, ValueError) as e:
-        raise DferError(f"{votes_csv}: not a readable FER+ vote file ({e})") from None
-    return out
+def ferplus_majority(votes_csv: str | Path) -> dict[str, dict[str, int]]:
+    """{rule: {file name: LABELS index}} for both FER+ rules (dfer_edge.ferplus): "official", the
+    literature's majority, and "argmax7"; a face a rule gives no label is absent from that rule."""
+    from .ferplus import labels_by_rule
+
+    return labels_by_rule(votes_csv)
 
 
 def metrics(true: np.ndarray, pred: np.ndarray, confidence: np.ndarray | None = None) -> dict:
@@ -192,11 +186,14 @@ def conditions_report(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def ferplus_metrics(p: Predictions, majority: dict[str, int]) -> dict:
-    """The same metrics against the FER+ majority label, on the images that have one."""
+def ferplus_metrics(p: Predictions, majority: dict[str, int], rule: str = "official") -> dict:
+    """The same metrics against one FER+ rule's label (`majority`: file name -> label), on the images that
+    have one; the rule's name and description ride along."""
+    from .ferplus import RULES
+
     idx = [i for i, path in enumerate(p.paths) if path.name in majority]
     fp_true = np.array([majority[p.paths[i].name] for i in idx], dtype=int)
-    return metrics(fp_true, p.pred[idx], p.confidence[idx])
+    return {"rule": rule, "about": RULES[rule], **metrics(fp_true, p.pred[idx], p.confidence[idx])}
 
 
 def _block(m: dict, title: str) -> list[str]:
@@ -218,8 +215,12 @@ def _block(m: dict, title: str) -> list[str]:
 
 def report(m: dict) -> str:
     """The human-readable summary printed by `dfer-edge evaluate`: the folder labels, then (with --votes)
-    the FER+ majority labels, each with accuracy, macro-F1, calibration error and per-class recall."""
+    the FER+ labels by the official majority rule and by the argmax of the 7 expression votes, each with
+    accuracy, macro-F1, calibration error and per-class recall."""
     lines = _block(m, "folder labels")
     if "ferplus" in m:
-        lines += [""] + _block(m["ferplus"], "FER+ majority labels")
+        lines += [""] + _block(m["ferplus"], "FER+ majority, official rule (microsoft/FERPlus: single votes dropped, "
+                                             "winner > 50%; contempt/unknown/not-a-face left out)")
+    if "ferplus_argmax7" in m:
+        lines += [""] + _block(m["ferplus_argmax7"], "FER+ argmax of the 7 expression votes (every voted face)")
     return "\n".join(lines)

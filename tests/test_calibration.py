@@ -124,13 +124,17 @@ def test_evaluate_reports_both_label_sets_with_calibration(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dfer_edge", "evaluate", str(tree), "--crops", "--votes", str(votes),
                         "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "folder labels: images 35" in r.stdout and "FER+ majority labels: images" in r.stdout
-    assert r.stdout.count("ECE") == 2 and r.stdout.count("macro-F1") == 2
+    assert "folder labels: images 35" in r.stdout and "FER+ majority, official rule" in r.stdout
+    assert "FER+ argmax of the 7 expression votes" in r.stdout
+    assert r.stdout.count("ECE") == 3 and r.stdout.count("macro-F1") == 3
     m = json.loads(out.read_text())
-    majority = ferplus_majority(votes)
-    n_fp = sum(f.name in majority for lab in LABELS for f in (tree / lab).iterdir())
-    assert m["ferplus"]["n"] == n_fp and set(m["ferplus"]["per_class"]) == set(LABELS)
-    for block in (m, m["ferplus"]):
+    rules = ferplus_majority(votes)
+    for key, rule in (("ferplus", "official"), ("ferplus_argmax7", "argmax7")):
+        n_fp = sum(f.name in rules[rule] for lab in LABELS for f in (tree / lab).iterdir())
+        assert m[key]["rule"] == rule and m[key]["n"] == n_fp and set(m[key]["per_class"]) == set(LABELS)
+    # The official rule leaves out the faces without a clear majority: never more faces than argmax-of-7.
+    assert m["ferplus"]["n"] <= m["ferplus_argmax7"]["n"]
+    for block in (m, m["ferplus"], m["ferplus_argmax7"]):
         assert 0.0 <= block["ece"] <= 1.0 and block["ece_bins"] == 15
         assert sum(b["n"] for b in block["reliability"]) == block["n"]  # every crop has a face
         # The ECE is what the reliability bins say it is.
