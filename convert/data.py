@@ -26,16 +26,24 @@ class Arrays:
     label: np.ndarray  # (N,) int: the dataset's own label (for accuracy)
     subject: np.ndarray
     name: np.ndarray
+    face: np.ndarray | None = None  # (N, F, F) uint8 whole levelled face, for teachers (convert/wholeface.py)
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: np.ndarray) -> "Arrays":
-        return Arrays(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+        return Arrays(*(None if v is None else v[idx] for v in (getattr(self, f) for f in self.__dataclass_fields__)))
+
+    def with_target(self, target: np.ndarray) -> "Arrays":
+        return Arrays(**{**{f: getattr(self, f) for f in self.__dataclass_fields__}, "target": target})
 
     @staticmethod
     def concat(parts: list["Arrays"]) -> "Arrays":
-        return Arrays(*(np.concatenate([getattr(p, f) for p in parts]) for f in Arrays.__dataclass_fields__))
+        def joined(f: str):
+            vals = [getattr(p, f) for p in parts]
+            return None if any(v is None for v in vals) else np.concatenate(vals)
+
+        return Arrays(*(joined(f) for f in Arrays.__dataclass_fields__))
 
 
 def targets(label: np.ndarray, votes: np.ndarray, mode: str, original_weight: float = 0.0) -> np.ndarray:
@@ -74,7 +82,7 @@ def load(path: str, mode: str = "original", drop_non_expression: bool = False,
     z = np.load(path, allow_pickle=False)
     a = Arrays(z["right_eye"], z["left_eye"], z["mouth"], z["landmarks"],
                targets(z["label"], z["votes"], mode, original_weight), z["label"].astype(np.int64),
-               z["subject"], z["name"])
+               z["subject"], z["name"], z["face"] if "face" in z.files else None)
     if drop_non_expression and mode != "original" and "votes_other" in z.files:
         a = a.take(np.flatnonzero(~non_expression(z["votes"], z["votes_other"])))
     return a
@@ -94,24 +102,71 @@ def equalizer(path: str) -> str:
     return str(z["equalize"]) if "equalize" in z.files else "global"
 
 
-def ferplus_majority(path: str) -> np.ndarray:
-    """Per face of a cache: the FER+ majority label among our seven, or -1 where there are no votes (what
-    `dfer-edge evaluate --votes` scores against)."""
+def ferplus_labels(path: str) -> dict[str, np.ndarray]:
+    """Per face of a cache, by each FER+ rule (dfer_edge.ferplus; what `dfer-edge evaluate --votes` scores
+    against): {"official": ..., "argmax7": ...}, -1 where a rule gives no label. Caches extracted before the
+    three other columns were kept one by one have no official rule."""
+    from dfer_edge.ferplus import argmax7, official_majority
+
     z = np.load(path, allow_pickle=False)
-    v = np.nan_to_num(z["votes"].astype(np.float32), nan=0.0)
-    return np.where(v.sum(1) > 0, v.argmax(1), -1)
+    out = {}
+    if "votes_extra" in z.files:
+        out["official"] = official_majority(z["votes"], z["votes_extra"])
+    out["argmax7"] = argmax7(z["votes"])
+    return out
+
+
+def official_by_name(paths: list[str]) -> dict[str, int]:
+    """File name -> the official FER+ majority label, over the given caches (faces without one left out)."""
+    out = {}
+    for p in paths:
+        z = np.load(p, allow_pickle=False)
+        if "votes_extra" not in z.files:
+            continue
+        lab = ferplus_labels(p)["official"]
+        out.update({str(n): int(x) for n, x in zip(z["name"], lab) if x >= 0})
+    return out
 
 
 def mirrored(a: Arrays) -> Arrays:
     """Every face seen in a mirror, exactly as the runtime's flip averaging sees it (dfer_edge.extract.mirrored):
     eye crops swapped and flipped, mouth flipped, landmarks mirrored."""
     return Arrays(a.left_eye[:, :, ::-1], a.right_eye[:, :, ::-1], a.mouth[:, :, ::-1],
-                  geometry.mirror(a.landmarks).astype(np.float32), a.target, a.label, a.subject, a.name)
+                  geometry.mirror(a.landmarks).astype(np.float32), a.target, a.label, a.subject, a.name,
+                  None if a.face is None else a.face[:, :, ::-1])
 
 
 def features(landmarks: np.ndarray) -> np.ndarray:
     """(N, 68, 2) -> (N, 13) with the runtime's own feature function."""
     return np.stack([geometry.normalised_features(geometry.level(p)) for p in landmarks])
+
+
+FACE_INPUT = "face"  # the one input of a whole-face teacher (convert/wholeface.py, model.build_face_model)
+
+
+def input_kind(model) -> str:
+    """"face" for a whole-face teacher, "crops" for the four-branch network, by the model's input names."""
+    return "face" if [t.name.split(":")[0] for t in model.inputs] == [FACE_INPUT] else "crops"
+
+
+def face_size(model) -> int:
+    return int(model.inputs[0].shape[1])
+
+
+def faces_at(faces: np.ndarray, size: int) -> np.ndarray:
+    """(N, F, F) uint8 whole faces -> (N, size, size, 1) float in [0, 1] (area-resized when F != size)."""
+    if faces.shape[1] != size:
+        faces = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
+    return faces[..., None].astype(np.float32) / 255.0
+
+
+def inputs_for(model, a: Arrays) -> dict[str, np.ndarray]:
+    """What `model` eats for the faces of `a`: the whole faces for a teacher, else model_inputs."""
+    if input_kind(model) == "face":
+        if a.face is None:
+            raise ConvertError("this cache has no whole faces (extracted before convert/wholeface.py): re-extract it")
+        return {FACE_INPUT: faces_at(a.face, face_size(model))}
+    return model_inputs(a)
 
 
 def model_inputs(a: Arrays) -> dict[str, np.ndarray]:
@@ -186,6 +241,29 @@ def augmented_batch(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
         mean = x.mean(axis=(1, 2), keepdims=True)
         crops.append(np.clip((x - mean) * c + mean + b, 0.0, 1.0)[..., None].astype(np.float32))
     return {"right_eye": crops[0], "left_eye": crops[1], "mouth": crops[2], "features": features(lm)}
+
+
+def augmented_faces(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: Augment,
+                    size: int) -> dict[str, np.ndarray]:
+    """One teacher batch: the same kinds of change as augmented_batch, on the whole face."""
+    f = a.face[idx]
+    if aug.flip:
+        flip = rng.random(len(idx)) < 0.5
+        f = f.copy()
+        f[flip] = f[flip][:, :, ::-1]
+    if aug.rotate_deg or aug.scale or aug.shift:
+        f = _warp_batch(f, rng, aug)
+    if aug.blur or aug.lowres:
+        f = _degrade(f, f.copy(), f.copy(), rng, aug)[0]
+    x = faces_at(f, size)[..., 0]
+    if aug.gamma:
+        x = x ** np.exp(rng.uniform(-aug.gamma, aug.gamma, (len(idx), 1, 1)))
+    if aug.erase:
+        x = _erase(x, rng, aug.erase)
+    c = 1.0 + rng.uniform(-aug.contrast, aug.contrast, (len(idx), 1, 1))
+    b = rng.uniform(-aug.brightness, aug.brightness, (len(idx), 1, 1))
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    return {FACE_INPUT: np.clip((x - mean) * c + mean + b, 0.0, 1.0)[..., None].astype(np.float32)}
 
 
 def _degrade(re: np.ndarray, le: np.ndarray, mo: np.ndarray, rng: np.random.Generator,

@@ -49,4 +49,4 @@ def mix_teacher(a: D.Arrays, teacher: str, alpha: float) -> tuple[D.Arrays, int]
     hit = rows >= 0
     target = a.target.copy()
     target[hit] = (1 - alpha) * target[hit] + alpha * z["probabilities"][rows[hit]]
-    return D.Arrays(a.right_eye, a.left_eye, a.mouth, a.landmarks, target, a.label, a.subject, a.name), int(hit.sum())
+    return a.with_target(target), int(hit.sum())

@@ -212,7 +212,7 @@ def read_run(run_dir: str) -> dict:
     if cal:
         out["calibration"] = {"temperature": float(cal["temperature"]),
                               "fitted_on": f"{cal.get('n')} FER2013 train faces held out of training, flip-averaged, "
-                                           "against the FER+ majority",
+                                           f"against {cal.get('against', 'the argmax of their training targets')}",
                               "ece_before": cal.get("ece_before"), "ece_after": cal.get("ece_after")}
     return out
 

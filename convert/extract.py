@@ -19,7 +19,8 @@ from dfer_edge.progress import Progress, wanted
 from dfer_edge.workers import Workers, resolve
 
 from .errors import ConvertError
-from .readers import Sample
+from .readers import FERPLUS_OTHER, Sample
+from .wholeface import face_crop
 
 
 def _setup(crops: bool, options: RecognizerOptions, size: int, regions: CropRegions) -> tuple[bool, Pipeline]:
@@ -29,17 +30,18 @@ def _setup(crops: bool, options: RecognizerOptions, size: int, regions: CropRegi
 
 def _one(state: tuple[bool, Pipeline], sample: Sample):
     """-> (status, payload). status: ok | noface | error (a bad file is data here, never an exception,
-    so the other samples' results survive it)."""
+    so the other samples' results survive it). With a face: its inputs, whether HOG found it, and the
+    whole levelled face for teachers (convert/wholeface.py), cut from the same working image."""
     crops, pipe = state
     source = sample.image if sample.image is not None else sample.name
     try:
         if crops:
             rc, face = pipe.run_crop(source, name=sample.name)
-            return "ok", (face.inputs, rc.detected)
-        _, faces = pipe.run(source, name=sample.name, max_faces=1)
+            return "ok", (face.inputs, rc.detected, face_crop(rc.image, face.landmarks))
+        work, faces = pipe.run(source, name=sample.name, max_faces=1)
         if not faces:
             return "noface", None
-        return "ok", (faces[0].inputs, True)
+        return "ok", (faces[0].inputs, True, face_crop(work.image, faces[0].landmarks))
     except DferError as e:
         return "error", str(e)
 
@@ -59,7 +61,7 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
     options = DEFAULTS.replace(landmarks=landmarks, upsample=upsample, min_score=min_score, small_faces=small_faces,
                                equalize=equalize, flip_landmarks=flip_landmarks)
     cols: dict[str, list] = {k: [] for k in ("right_eye", "left_eye", "mouth", "landmarks", "label",
-                                            "votes", "votes_other", "subject", "name", "detected", "angle")}
+                                            "votes", "votes_other", "votes_extra", "subject", "name", "detected", "angle", "face")}
     counts = {"total": n, "ok": 0, "noface": 0, "error": 0, "hog_detected": 0}
     pool = Workers(resolve(workers, n), _setup, (crops, options, size, regions))
     with pool, Progress("extracting", n, wanted(progress, n), "images") as bar:
@@ -69,7 +71,8 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
             if status == "error":
                 bar.err(f"error: {payload}")
             if status == "ok":
-                fi, detected = payload
+                fi, detected, whole = payload
+                cols["face"].append(whole)
                 counts["hog_detected"] += int(detected)
                 cols["right_eye"].append(fi.right_eye)
                 cols["left_eye"].append(fi.left_eye)
@@ -78,6 +81,8 @@ def extract(samples: list[Sample], out: str | Path, crops: bool, landmarks: str 
                 cols["label"].append(s.label)
                 cols["votes"].append(s.votes if s.votes is not None else np.full(7, np.nan, np.float32))
                 cols["votes_other"].append(np.float32(s.votes_other))
+                cols["votes_extra"].append(s.votes_extra if s.votes_extra is not None
+                                           else np.full(len(FERPLUS_OTHER), np.nan, np.float32))
                 cols["subject"].append(s.subject)
                 cols["name"].append(s.name)
                 cols["detected"].append(detected)

@@ -69,3 +69,28 @@ def build_model(size: int = 96, width: int = 1, dropout: float = 0.3, bn: bool =
     y = layers.Concatenate(name="merge")([x, f])
     y = layers.Dense(len(LABELS), activation="softmax", name="probabilities")(y)
     return keras.Model([eyes_r, eyes_l, mouth, feats], y, name="dfer")
+
+
+def build_face_model(size: int = 48, width: float = 1.0, dropout: float = 0.3) -> keras.Model:
+    """The whole-face teacher: a small VGG-style CNN (3x3 convolutions, stride-2 downsampling, global
+    average pooling; ~0.6M parameters, ~27M multiply-adds at 48 px and width 1) on the levelled whole face
+    (convert/wholeface.py). Plain convolutions rather than separable ones: TensorFlow's CPU kernels run
+    depthwise convolutions several times slower per multiply-add, and this trains on two cores. It runs
+    only in convert/, to make soft targets for the four-branch student; it never ships."""
+    from .data import FACE_INPUT
+
+    def conv(x, f: int, stride: int, name: str):
+        x = layers.Conv2D(round(f * width), 3, strides=stride, padding="same", use_bias=False, name=name)(x)
+        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        return layers.Activation("relu", name=f"{name}_relu")(x)
+
+    inp = keras.Input((size, size, 1), name=FACE_INPUT)
+    x = conv(inp, 16, 1, "c0")
+    for i, f in enumerate((32, 64, 128)):
+        x = conv(x, f, 2, f"c{i + 1}_down")
+        x = conv(x, f, 1, f"c{i + 1}")
+    x = conv(x, 256, 2, "c4_down")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    y = layers.Dense(len(LABELS), activation="softmax", name="probabilities")(x)
+    return keras.Model(inp, y, name="dfer_face_teacher")

@@ -29,6 +29,7 @@ class Sample:
     subject: str = ""
     votes: np.ndarray | None = None  # FER+ votes in LABELS order, if known
     votes_other: float = float("nan")  # FER+ votes for contempt, unknown and not-a-face, if known
+    votes_extra: np.ndarray | None = None  # the same three, one column each (FERPLUS_OTHER order), if known
     extra: dict | None = None
 
 
@@ -87,14 +88,15 @@ FERPLUS_OTHER = ("contempt", "unknown", "NF")
 
 
 def read_ferplus_votes(path: str | Path, other: bool = False) -> dict[str, np.ndarray]:
-    """FER+ votes keyed by file name, as counts in LABELS order. With `other`, one more column at the
-    end: the votes for contempt, unknown and not-a-face together (classes we do not model)."""
+    """FER+ votes keyed by file name, as counts in LABELS order. With `other`, three more columns at the
+    end: the votes for contempt, unknown and not-a-face (classes we do not model; FERPLUS_OTHER order),
+    which the official FER+ majority rule needs one by one."""
     votes = {}
     with open(path, newline="") as fh:
         for row in csv.DictReader(fh):
             v = [float(row[LABELS[i]]) for i in range(len(LABELS))]
             if other:
-                v.append(sum(float(row.get(k) or 0) for k in FERPLUS_OTHER))
+                v += [float(row.get(k) or 0) for k in FERPLUS_OTHER]
             votes[row["file"]] = np.array(v, dtype=np.float32)
     return votes
 
@@ -105,7 +107,8 @@ def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Ite
         if v is not None:
             s.votes = v[: len(LABELS)]
             if len(v) > len(LABELS):  # read with other=True
-                s.votes_other = float(v[len(LABELS)])
+                s.votes_extra = v[len(LABELS):]
+                s.votes_other = float(s.votes_extra.sum())
         yield s
 
 

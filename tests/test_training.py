@@ -93,9 +93,11 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     assert 0.3 <= cal["temperature"] <= 4.0 and cal["n"] > 5
     assert m["crop_regions"]["eye_inward"] == 0.05
     assert m["equalize"] == "clahe"
-    assert "ferplus_majority_flip_averaged" in m["val"]["fer"]
+    assert "ferplus_official_flip_averaged" in m["val"]["fer"] and "ferplus_argmax7_flip_averaged" in m["val"]["fer"]
+    assert m["val"]["fer"]["ferplus_official"]["n"] <= m["val"]["fer"]["ferplus_argmax7"]["n"]
     dropped = int(__import__("convert.data", fromlist=["x"]).non_expression(z["votes"], z["votes_other"]).sum())
-    assert m["train_faces"] == 56 - dropped - cal["n"]  # non-expression faces and the hold-out left out
+    assert m["train_faces"] == 56 - dropped - cal["held_out"]  # non-expression faces and the hold-out left out
+    assert 0 < cal["n"] <= cal["held_out"]  # fitted on the held-out faces with an official FER+ label
 
     teacher = tmp_path / "teacher.npz"
     assert main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(teacher)]) == 0
@@ -127,3 +129,102 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     np.testing.assert_array_equal(face.inputs.mouth, z["mouth"][row])
     fi, _ = ready_crop_inputs(load_gray(first), FaceDetector(0), LandmarkModel(), 96, regions=model.info.regions)
     assert not np.array_equal(fi.mouth, z["mouth"][row])  # the seed's global equaliser cuts other pixels
+
+
+def _fer_cache(tmp_path, per_class: int = 8):
+    """A small real FER2013 cache (extracted as `make model` does, whole faces included)."""
+    from convert.__main__ import main
+
+    tree = fer_val_subset(tmp_path / "fer", per_class)
+    cache = tmp_path / "fer.npz"
+    assert main(["extract", str(tree), "--crops", "--votes", str(VOTES), "--out", str(cache)]) == 0
+    return cache
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(tmp_path):
+    """A training process killed mid-run (SIGKILL: no clean-up of any kind) leaves its last finished epoch
+    on disk; `--resume RUN` continues from there with the options the run was started with, and the
+    finished run has every epoch's history once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    if not VOTES.is_file() or not FER_VAL.is_dir():
+        pytest.skip(f"shared data not present: {VOTES}, {FER_VAL}")
+    cache = _fer_cache(tmp_path)
+    run = tmp_path / "run"
+    epochs = 12
+    cmd = [sys.executable, "-m", "convert", "train", "--train", str(cache), "--val", str(cache), "--labels",
+           "ferplus-soft", "--epochs", str(epochs), "--batch", "16", "--calibration-holdout", "0", "--threads", "1",
+           "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = run / "state.json"
+    deadline = time.time() + 300
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["epoch"] >= 1:
+                os.killpg(proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    done = json.loads(state.read_text())["epoch"]
+    assert 1 <= done < epochs and (run / "checkpoint.keras").exists() and not (run / "model.keras").exists()
+    # Starting a new run in the same place is refused; resuming continues it.
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "--resume" in again.stderr and again.stderr.count("\n") == 1
+    r = subprocess.run([sys.executable, "-m", "convert", "train", "--resume", str(run)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming {run} after epoch {done} of {epochs}" in r.stdout
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["resumed_after_epochs"] == done
+    assert len(m["history"]["loss"]) == epochs  # the epochs before the kill and after it, each once
+    assert m["args"]["epochs"] == epochs and m["args"]["labels"] == "ferplus-soft"
+    # A finished run is not trained again.
+    r = subprocess.run([sys.executable, "-m", "convert", "train", "--resume", str(run)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "finished already" in r.stdout
+    bad = subprocess.run([sys.executable, "-m", "convert", "train", "--resume", str(tmp_path / "nothing")],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and bad.stderr.count("\n") == 1
+
+
+def test_whole_face_teacher_trains_and_teaches(tmp_path):
+    """Extraction stores the levelled whole face beside the crops; `--arch face` trains the teacher on it, and
+    `convert teach` feeds each model what it eats (whole faces here, crops for a four-branch model)."""
+    pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    if not VOTES.is_file() or not FER_VAL.is_dir():
+        pytest.skip(f"shared data not present: {VOTES}, {FER_VAL}")
+    from convert.__main__ import main
+    from convert.wholeface import FACE_SIZE
+
+    cache = _fer_cache(tmp_path)
+    z = np.load(cache)
+    assert z["face"].shape == (56, FACE_SIZE, FACE_SIZE) and z["face"].dtype == np.uint8
+    assert z["face"].std() > 20  # real faces, not padding
+    assert z["votes_extra"].shape == (56, 3)
+    run = tmp_path / "teacher"
+    assert main(["train", "--arch", "face", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft",
+                 "--epochs", "1", "--batch", "16", "--calibration-holdout", "0.3", "--out", str(run)]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["args"]["arch"] == "face" and "ferplus_official" in m["val"]["fer"]
+    assert "official" in m["calibration"]["against"]
+    out = tmp_path / "soft.npz"
+    assert main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(out)]) == 0
+    t = np.load(out)
+    assert list(t["name"]) == list(z["name"]) and np.allclose(t["probabilities"].sum(1), 1.0, atol=1e-5)
+
+
+def test_tune_subjects_are_neither_trained_on_nor_held_out():
+    from convert.splits import heldout_subjects, tune_subjects
+
+    held, tune = heldout_subjects(), tune_subjects()
+    assert len(held) == 12 and len(tune) == 8 and not held & tune
+    assert sum(s.startswith("F") for s in tune) == 4
