@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""dfer-edge against the PyPI `fer` package on the same labelled face crops, under the same rules.
+
+Both tools get every image of an image-folder tree <label>/<file> (FER2013 val by default: 3,589 48x48
+faces) as a face crop, each the way it scores a face it is given: ours `dfer-edge evaluate --crops` (the
+shipped default model and runtime, exactly as users run it), fer `detect_emotions` with a face box that makes
+it cut the whole image (benchmarks/fer_classify.py, in benchmarks/.venv-fer, built by compare_fer.py's recipe). Both
+are scored by the same code (dfer_edge.evaluate.metrics) against three label sets: the FER+ majority by the
+official rule, the argmax of the 7 FER+ expression votes (dfer_edge.ferplus) and the folder labels.
+
+Run with the project's venv: `.venv/bin/python benchmarks/accuracy_vs_fer.py`. Writes
+benchmarks/out/accuracy_vs_fer.json and benchmarks/ACCURACY.md. Exits 2 with one line when a side fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+
+from dfer_edge.evaluate import ferplus_majority, metrics, scan  # noqa: E402
+from dfer_edge.labels import LABELS, canonical_label  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "fer2013"
+SETS = (("ferplus", "FER+ majority, official rule"), ("ferplus_argmax7", "FER+ argmax of the 7 votes"),
+        ("folder", "original FER2013 labels"))
+
+
+def fer_predictions(items: list[tuple[Path, int]], out: Path, rebuild: bool) -> dict[str, np.ndarray]:
+    """File name -> fer's 7 probabilities in LABELS order (run inside the fer venv)."""
+    import compare_fer
+
+    py = compare_fer.build_fer_venv(sys.executable, out, rebuild)
+    with tempfile.TemporaryDirectory() as tmp:
+        lst, res = Path(tmp) / "list.txt", Path(tmp) / "fer.jsonl"
+        lst.write_text("\n".join(str(p.resolve()) for p, _ in items) + "\n")
+        proc = subprocess.run([str(py), str(HERE / "fer_classify.py"), "--list", str(lst), "--out", str(res)],
+                              capture_output=True, text=True, cwd=str(HERE))
+        if proc.returncode != 0:
+            raise SystemExit(f"error: fer failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        ver = subprocess.run([str(py), "-c", "from importlib.metadata import version; print(version('fer'))"],
+                             capture_output=True, text=True, cwd=str(HERE)).stdout.strip()
+        preds = {"__version__": ver}
+        for line in res.read_text().splitlines():
+            r = json.loads(line)
+            if "emotions" in r:
+                p = np.zeros(len(LABELS))
+                for k, v in r["emotions"].items():
+                    lab = canonical_label(k)
+                    if lab is not None:
+                        p[LABELS.index(lab)] = v
+                preds[r["file"]] = p
+    return preds
+
+
+def fer_metrics(items: list[tuple[Path, int]], preds: dict[str, np.ndarray], votes: Path) -> dict:
+    """fer's answers scored like `dfer-edge evaluate` scores ours (no answer counts as wrong)."""
+    rules = ferplus_majority(votes)
+    names = [p.name for p, _ in items]
+    preds = {k: v for k, v in preds.items() if k != "__version__"}
+    pred = np.array([int(preds[n].argmax()) if n in preds else -1 for n in names])
+    conf = np.array([float(preds[n].max()) if n in preds else 0.0 for n in names])
+    out = metrics(np.array([lab for _, lab in items]), pred, conf)
+    for key, rule in (("ferplus", "official"), ("ferplus_argmax7", "argmax7")):
+        idx = [i for i, n in enumerate(names) if n in rules[rule]]
+        out[key] = {"rule": rule, **metrics(np.array([rules[rule][names[i]] for i in idx]), pred[idx], conf[idx])}
+    return out
+
+
+def ours_metrics(data: Path, votes: Path, workers: int, model: Path | None = None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        js = Path(tmp) / "ours.json"
+        proc = subprocess.run([str(ROOT / ".venv" / "bin" / "dfer-edge"), "evaluate", str(data), "--crops", "--votes",
+                               str(votes), "--workers", str(workers), "--json", str(js)]
+                              + (["--model", str(model)] if model else []),
+                              capture_output=True, text=True, cwd=str(ROOT))
+        if proc.returncode != 0:
+            raise SystemExit(f"error: dfer-edge evaluate failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        return json.loads(js.read_text())
+
+
+def block(m: dict, key: str) -> dict:
+    return m if key == "folder" else m[key]
+
+
+def markdown(doc: dict) -> str:
+    ours, fer = doc["ours"], doc["fer"]
+    lines = [
+        "# Accuracy against `fer`, on the same faces",
+        "",
+        f"Generated by `.venv/bin/python benchmarks/accuracy_vs_fer.py` on {doc['date']} (git {doc['git']}); "
+        f"{doc['images']} face crops of `{doc['data']}`, each tool given every image as its face. FER+ rules: "
+        "`dfer_edge/ferplus.py` (official = microsoft/FERPlus's majority: single votes dropped, the winner over all "
+        "10 columns must hold more than half of the rest; contempt, unknown and not-a-face winners left out).",
+        "",
+        "| labels the answer is scored against | faces | dfer-edge | fer | dfer-edge macro-F1 | fer macro-F1 | "
+        "dfer-edge ECE | fer ECE |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, title in SETS:
+        a, b = block(ours, key), block(fer, key)
+        ours_s, fer_s = f"{100 * a['accuracy']:.1f}%", f"{100 * b['accuracy']:.1f}%"
+        if a["accuracy"] != b["accuracy"]:  # the better of the two in bold
+            ours_s, fer_s = (f"**{ours_s}**", fer_s) if a["accuracy"] > b["accuracy"] else (ours_s, f"**{fer_s}**")
+        lines.append(f"| {title} | {a['n']} | {ours_s} | {fer_s} | "
+                     f"{a['macro_f1']:.3f} | {b['macro_f1']:.3f} | {a.get('ece', float('nan')):.3f} | "
+                     f"{b.get('ece', float('nan')):.3f} |")
+    lines += ["", "Per-class recall, FER+ official rule:", "",
+              "| tool | " + " | ".join(LABELS) + " |", "|---|" + "---|" * len(LABELS)]
+    for name, m in (("dfer-edge", ours), ("fer", fer)):
+        pc = m["ferplus"]["per_class"]
+        lines.append(f"| {name} | " + " | ".join("-" if pc[c]["recall"] is None else f"{100 * pc[c]['recall']:.0f}%"
+                                                 for c in LABELS) + " |")
+    lines += ["", f"dfer-edge model: `{doc['model']}`; fer {doc.get('fer_version', '')} with its default classifier, "
+              "given the whole crop (its classifier's own input, resized to 64x64).",
+              ""]
+    return "\n".join(lines)
+
+
+def git_revision() -> str:
+    proc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(ROOT))
+    return proc.stdout.strip() or "?"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA / "val", help="image-folder tree <label>/<file> of face crops")
+    ap.add_argument("--votes", type=Path, default=DATA / "ferplus_votes.csv")
+    ap.add_argument("--workers", type=int, default=2, help="dfer-edge evaluate --workers")
+    ap.add_argument("--out", type=Path, default=HERE / "out")
+    ap.add_argument("--markdown", type=Path, default=HERE / "ACCURACY.md")
+    ap.add_argument("--rebuild", action="store_true", help="rebuild the fer venv")
+    ap.add_argument("--model", type=Path, help="dfer-edge model (default: the shipped one)")
+    a = ap.parse_args(argv)
+    if not a.data.is_dir() or not a.votes.is_file():
+        print(f"error: data not found: {a.data}, {a.votes}", file=sys.stderr)
+        return 2
+    a.out.mkdir(parents=True, exist_ok=True)
+    items = scan(a.data).items
+    try:
+        fer_preds = fer_predictions(items, a.out, a.rebuild)
+        fer = fer_metrics(items, fer_preds, a.votes)
+        ours = ours_metrics(a.data, a.votes, a.workers, a.model)
+    except Exception as e:  # one line, never a traceback: this is a report generator
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    doc = {"date": _dt.date.today().isoformat(), "git": git_revision(), "data": str(a.data.relative_to(ROOT.parent))
+           if a.data.resolve().is_relative_to(ROOT.parent.resolve()) else str(a.data), "images": len(items),
+           "model": Path(ours.get("model", "?")).name, "fer_version": fer_preds["__version__"], "ours": ours,
+           "fer": fer}
+    (a.out / "accuracy_vs_fer.json").write_text(json.dumps(doc, indent=1))
+    a.markdown.write_text(markdown(doc))
+    print(markdown(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
