@@ -1,9 +1,11 @@
 """Distillation: an ensemble's averaged soft outputs become (part of) a student's training targets.
 
 `python -m convert teach` runs the teachers once over the training caches (clean faces, flip-averaged,
-as the runtime scores them) and writes the averaged probabilities keyed by face name; `convert train
---teacher FILE --distill ALPHA` mixes them into the targets. Keyed by name, a teacher may have been
-trained on other crop regions or be another kind of network altogether.
+as the runtime scores them) and writes the averaged probabilities keyed by face (face_key: the label
+folder and file name, so the file does not depend on where the data lives); `convert train --teacher
+FILE [--teacher FILE2 ...] --distill ALPHA` averages the files and mixes them into the targets. Keyed by
+face, a teacher may have been trained on other crop regions or be another kind of network altogether
+(a whole-face teacher, --arch face), and its outputs can be committed and reused without retraining it.
 """
 
 from __future__ import annotations
@@ -37,16 +39,36 @@ def teach_main(a: argparse.Namespace) -> None:
         probs.append(p.astype(np.float32))
         print(f"{Path(path).name}: {len(arr)} faces, teacher accuracy on its own labels "
               f"{(p.argmax(1) == arr.label).mean():.4f}")
-    np.savez(a.out, name=np.concatenate(names), probabilities=np.concatenate(probs))
+    np.savez_compressed(a.out, name=np.array([face_key(n) for n in np.concatenate(names)]),
+                        probabilities=np.concatenate(probs).astype(np.float16))
     print(f"wrote {a.out}")
 
 
-def mix_teacher(a: D.Arrays, teacher: str, alpha: float) -> tuple[D.Arrays, int]:
-    """Targets (1 - alpha) * own + alpha * teacher for faces the teacher file names; -> (arrays, matched)."""
-    z = np.load(teacher, allow_pickle=False)
-    index = {str(n): i for i, n in enumerate(z["name"])}
-    rows = np.array([index.get(str(n), -1) for n in a.name])
-    hit = rows >= 0
+def face_key(name) -> str:
+    """A face's key in teacher files: its label folder and file name ("anger/Training_10118481.jpg",
+    "fear/AF01AFHL.jpg#capture0"), unique in FER2013 and KDEF and the same wherever the data is."""
+    return "/".join(str(name).replace("\\", "/").split("/")[-2:])
+
+
+def teacher_probabilities(files: list[str]) -> dict[str, np.ndarray]:
+    """Face key -> the teachers' probabilities, averaged over the files that have the face."""
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    for f in files:
+        z = np.load(f, allow_pickle=False)
+        for n, p in zip(z["name"], z["probabilities"].astype(np.float32)):
+            k = face_key(n)
+            sums[k] = sums.get(k, 0) + p
+            counts[k] = counts.get(k, 0) + 1
+    return {k: v / v.sum() for k, v in ((k, sums[k] / counts[k]) for k in sums)}
+
+
+def mix_teacher(a: D.Arrays, teacher: str | list[str], alpha: float) -> tuple[D.Arrays, int]:
+    """Targets (1 - alpha) * own + alpha * teacher for faces the teacher file(s) name; -> (arrays, matched)."""
+    probs = teacher_probabilities([teacher] if isinstance(teacher, str) else teacher)
+    rows = [probs.get(face_key(n)) for n in a.name]
+    hit = np.array([r is not None for r in rows])
     target = a.target.copy()
-    target[hit] = (1 - alpha) * target[hit] + alpha * z["probabilities"][rows[hit]]
+    if hit.any():
+        target[hit] = (1 - alpha) * target[hit] + alpha * np.stack([r for r in rows if r is not None])
     return a.with_target(target), int(hit.sum())

@@ -56,7 +56,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-holdout", type=float, default=0.05,
                    help="fraction of FER+-voted training faces (chosen by file name) kept out of training to fit "
                         "the softmax temperature on (0: no calibration)")
-    p.add_argument("--teacher", help="teacher outputs from `python -m convert teach` (distillation)")
+    p.add_argument("--teacher", action="append", default=[],
+                   help="teacher outputs from `python -m convert teach` (distillation; repeatable: averaged)")
     p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher in the targets (with --teacher)")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: TensorFlow decides)")
     p.add_argument("--seed", type=int, default=0)
@@ -244,7 +245,8 @@ def train_main(a: argparse.Namespace) -> None:
                 print(f"calibration: {name}: {int(held.sum())} faces held out")
         if a.teacher:
             arr, hit = mix_teacher(arr, a.teacher, a.distill)
-            print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {a.teacher}")
+            names = ", ".join(Path(t).name for t in ([a.teacher] if isinstance(a.teacher, str) else a.teacher))
+            print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {names}")
         k = next((int(v) for n, v in reps.items() if n in name), 1)
         parts += [arr] * k
         print(f"train: {name}: {len(arr)} faces x{k}")

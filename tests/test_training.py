@@ -102,7 +102,7 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     teacher = tmp_path / "teacher.npz"
     assert main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(teacher)]) == 0
     t = np.load(teacher)
-    assert t["probabilities"].shape == (56, 7) and np.allclose(t["probabilities"].sum(1), 1.0, atol=1e-5)
+    assert t["probabilities"].shape == (56, 7) and np.allclose(t["probabilities"].astype(np.float32).sum(1), 1.0, atol=3e-3)
     student = tmp_path / "student"
     capsys.readouterr()
     assert main(["train", "--train", str(cache), "--val", str(cache), "--labels", "ferplus-soft", "--teacher", str(teacher),
@@ -219,7 +219,11 @@ def test_whole_face_teacher_trains_and_teaches(tmp_path):
     out = tmp_path / "soft.npz"
     assert main(["teach", "--model", str(run / "model.keras"), "--data", str(cache), "--out", str(out)]) == 0
     t = np.load(out)
-    assert list(t["name"]) == list(z["name"]) and np.allclose(t["probabilities"].sum(1), 1.0, atol=1e-5)
+    from convert.distill import face_key
+
+    # Keyed by label folder and file name, so committed outputs work wherever the data lives.
+    assert list(t["name"]) == [face_key(n) for n in z["name"]] and str(t["name"][0]).count("/") == 1
+    assert np.allclose(t["probabilities"].astype(np.float32).sum(1), 1.0, atol=3e-3)
 
 
 def test_tune_subjects_are_neither_trained_on_nor_held_out():
