@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test chromium clean-venv caches model parity evaluate watch-fps arm64-check dist
+.PHONY: demo test chromium clean-venv caches model teachers parity evaluate watch-fps arm64-check dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,37 +53,66 @@ dist: | $(BIN)/python
 # `.venv/bin/python -m convert train --resume $(RUNS)/<run>` (a checkpoint every epoch), then `make model`.
 DATA ?= ../shared/data
 DFER_HOME ?= $(HOME)/.cache/dfer-edge
-CACHE ?= $(DFER_HOME)/cache
+# The shipped model's crop regions (wide: the eye crops take in the glabella, the mouth crop the nasolabial
+# folds; convert/EXPERIMENTS.md, model round 3). Its caches live in their own folder.
+REGIONS := eye_side=0.75,eye_raise=0.15,eye_inward=0.05,mouth_side=1.1,mouth_raise=0.12
+CACHE ?= $(DFER_HOME)/cache/wide
+PLAIN_CACHE ?= $(DFER_HOME)/cache
 RUNS ?= $(DFER_HOME)/runs
 RUN ?= $(RUNS)/shipped
 EPOCHS ?= 30
 VOTES := $(DATA)/fer2013/ferplus_votes.csv
 EXTRACT := $(BIN)/python -m convert extract
 CACHES := $(CACHE)/fer_train.npz $(CACHE)/fer_val.npz $(CACHE)/kdef.npz $(CACHE)/kdef-capture.npz
+PLAIN_CACHES := $(PLAIN_CACHE)/fer_train.npz $(PLAIN_CACHE)/fer_val.npz $(PLAIN_CACHE)/kdef.npz $(PLAIN_CACHE)/kdef-capture.npz
 
 $(CACHE)/fer_train.npz: | $(VENV)/.runtime
-	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/fer2013/train --crops --votes $(VOTES) --out $@
+	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/fer2013/train --crops --votes $(VOTES) --crop-regions $(REGIONS) --out $@
 $(CACHE)/fer_val.npz: | $(VENV)/.runtime
-	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/fer2013/val --crops --votes $(VOTES) --out $@
+	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/fer2013/val --crops --votes $(VOTES) --crop-regions $(REGIONS) --out $@
 $(CACHE)/kdef.npz: | $(VENV)/.runtime
-	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/kdef --out $@
+	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/kdef --crop-regions $(REGIONS) --out $@
 $(CACHE)/kdef-capture.npz: | $(VENV)/.runtime
-	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/kdef --capture-copies 2 --out $@
+	mkdir -p $(CACHE) && $(EXTRACT) $(DATA)/kdef --capture-copies 2 --crop-regions $(REGIONS) --out $@
+# The same faces with the first models' (default) crop regions, for the default-region teacher.
+$(PLAIN_CACHE)/fer_train.npz: | $(VENV)/.runtime
+	mkdir -p $(PLAIN_CACHE) && $(EXTRACT) $(DATA)/fer2013/train --crops --votes $(VOTES) --out $@
+$(PLAIN_CACHE)/fer_val.npz: | $(VENV)/.runtime
+	mkdir -p $(PLAIN_CACHE) && $(EXTRACT) $(DATA)/fer2013/val --crops --votes $(VOTES) --out $@
+$(PLAIN_CACHE)/kdef.npz: | $(VENV)/.runtime
+	mkdir -p $(PLAIN_CACHE) && $(EXTRACT) $(DATA)/kdef --out $@
+$(PLAIN_CACHE)/kdef-capture.npz: | $(VENV)/.runtime
+	mkdir -p $(PLAIN_CACHE) && $(EXTRACT) $(DATA)/kdef --capture-copies 2 --out $@
 
 caches: $(CACHES)
 
-# The shipped recipe (convert/EXPERIMENTS.md, "Model round 3"): FER+ vote distributions as targets, KDEF's
-# training subjects x3 and 2 capture-degraded copies of each, wild augmentation; KDEF's tune subjects
-# (convert/kdef_split.json) stay out of training. `--resume` makes a rerun after an interruption continue.
-TRAIN_ARGS := --train $(CACHE)/fer_train.npz --train $(CACHE)/kdef.npz --train $(CACHE)/kdef-capture.npz \
-	--repeat kdef-train=3 --val $(CACHE)/fer_val.npz --labels ferplus-soft --wild-augment --epochs $(EPOCHS) --threads 2
+# The shipped recipe (run m3w in convert/EXPERIMENTS.md, model round 3): FER+ vote distributions as targets,
+# KDEF's training subjects x3 and 2 capture-degraded copies of each, wild augmentation, wide crop regions;
+# KDEF's tune subjects (convert/kdef_split.json) stay out of training. A rerun after an interruption
+# continues the run from its last epoch (--resume).
+TRAIN_ARGS = --train $(1)/fer_train.npz --train $(1)/kdef.npz --train $(1)/kdef-capture.npz --repeat kdef-train=3 \
+	--val $(1)/fer_val.npz --labels ferplus-soft --wild-augment --epochs $(EPOCHS) --threads 2
+TRAIN = if [ -f $(2)/args.json ]; then $(BIN)/python -m convert train --resume $(2); \
+	else $(BIN)/python -m convert train $(call TRAIN_ARGS,$(1)) $(3) --out $(2); fi
 model: $(VENV)/.dev $(CACHES)
-	if [ -f $(RUN)/args.json ]; then $(BIN)/python -m convert train --resume $(RUN); \
-	else $(BIN)/python -m convert train $(TRAIN_ARGS) --out $(RUN); fi
+	$(call TRAIN,$(CACHE),$(RUN))
 	cp $(RUN)/model.keras models/dfer.keras
+	cp $(RUN)/metrics.json models/dfer-training-metrics.json
 	$(BIN)/python -m convert export models/dfer.keras --out-dir models --rep $(CACHE)/fer_train.npz --rep $(CACHE)/kdef.npz --rep-count 500 \
-	    --run $(RUN) --note "trained on FER2013 train with FER+ vote distributions as targets + KDEF minus the held-out and tune subjects in convert/kdef_split.json, with 2 capture-degraded copies of each KDEF training photo; see MODEL_CARD.md"
+	    --run $(RUN) --note "trained on FER2013 train with FER+ vote distributions as targets + KDEF minus the held-out and tune subjects in convert/kdef_split.json, with 2 capture-degraded copies of each KDEF training photo; wide crop regions; see MODEL_CARD.md"
 	$(MAKE) parity evaluate
+
+# The teachers whose outputs are committed in convert/teachers/ (each ~0.6 MB, keyed by face): the round-3
+# recipe on the default crop regions (m3a) and on the wide ones (m3w, the shipped model's run), each run over
+# its training caches by `convert teach`. About 2 hours on 2 cores; a student needs only the committed files
+# (`convert train ... --teacher convert/teachers/m3a.npz --teacher convert/teachers/m3w.npz --distill 0.5`).
+teachers: $(VENV)/.dev $(CACHES) $(PLAIN_CACHES)
+	$(call TRAIN,$(PLAIN_CACHE),$(RUNS)/m3a)
+	$(call TRAIN,$(CACHE),$(RUNS)/m3w)
+	$(BIN)/python -m convert teach --model $(RUNS)/m3a/model.keras --data $(PLAIN_CACHE)/fer_train.npz \
+	    --data $(PLAIN_CACHE)/kdef.npz --data $(PLAIN_CACHE)/kdef-capture.npz --out convert/teachers/m3a.npz
+	$(BIN)/python -m convert teach --model $(RUNS)/m3w/model.keras --data $(CACHE)/fer_train.npz \
+	    --data $(CACHE)/kdef.npz --data $(CACHE)/kdef-capture.npz --out convert/teachers/m3w.npz
 
 # Parity needs the extraction caches and the float model models/dfer.keras.
 parity: $(VENV)/.dev $(CACHE)/fer_val.npz $(CACHE)/kdef.npz
