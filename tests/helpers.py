@@ -176,3 +176,13 @@ def run_cli(*args: object, cwd: Path | None = None, timeout: float = 300) -> sub
     env = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
     return subprocess.run([sys.executable, "-m", "dfer_edge", *map(str, args)], cwd=cwd or REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (they are scripts, not a package), to test its pure parts."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -4,25 +4,17 @@ these tests score answers made from the real labels and votes of real FER2013 va
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from dfer_edge.evaluate import ferplus_majority, scan
 from dfer_edge.labels import LABELS
-from tests.helpers import FER_VAL, FERPLUS_VOTES, fer_val_subset
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy_vs_fer.py"
+from tests.helpers import load_benchmark, FER_VAL, FERPLUS_VOTES, fer_val_subset
 
 
 @pytest.fixture(scope="module")
 def acc():
-    spec = importlib.util.spec_from_file_location("accuracy_vs_fer", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("accuracy_vs_fer")
 
 
 def test_answers_are_scored_against_all_three_label_sets(acc, tmp_path):

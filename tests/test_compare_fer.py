@@ -6,20 +6,14 @@ its two pure functions results shaped like the ones it collects.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_fer.py"
+from tests.helpers import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_fer", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_fer")
 
 
 def side(p50: float, p90: float, cold: float, rss: float, faces: int = 1, model_call: float | None = 0.4) -> dict:
