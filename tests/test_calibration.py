@@ -98,7 +98,14 @@ def test_crop_regions_come_from_the_sidecar(tmp_path, fer_val_faces):
     wide = {"eye_side": 0.75, "eye_inward": 0.05, "mouth_side": 1.1, "mouth_raise": 0.12}
     m = ExpressionModel(copy_model(tmp_path, crop_regions=wide))
     assert m.info.regions == CropRegions(**wide) != DEFAULT_REGIONS
-    assert ExpressionModel(default_model_path()).info.regions == DEFAULT_REGIONS
+    shipped = json.loads(default_model_path().with_suffix(".json").read_text())
+    assert ExpressionModel(default_model_path()).info.regions == CropRegions.from_dict(shipped["crop_regions"])
+    # A sidecar without regions (a model from before they were recorded) runs with the first models' regions.
+    old = copy_model(tmp_path / "old")
+    meta = json.loads(old.with_suffix(".json").read_text())
+    del meta["crop_regions"]
+    old.with_suffix(".json").write_text(json.dumps(meta))
+    assert ExpressionModel(old).info.regions == DEFAULT_REGIONS
 
 
 @pytest.mark.parametrize("bad", [{"eye_width": 1.0}, {"mouth_side": -0.5}, {"eye_side": "big"}, ["x"]])
