@@ -122,12 +122,12 @@ parity: $(VENV)/.dev $(CACHE)/fer_val.npz $(CACHE)/kdef.npz
 	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/kdef.npz --heldout-only --markdown models/parity-kdef-heldout.md
 
 # The shipped model as users run it (int8, defaults): FER2013 val against both FER+ rules and the original
-# labels, and the held-out KDEF subjects clean and under every capture condition. JSON in $(CACHE)/eval.
+# labels, and the held-out KDEF subjects clean and under every capture condition. JSON in $(PLAIN_CACHE)/eval.
 evaluate: $(VENV)/.runtime
-	mkdir -p $(CACHE)/eval
-	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 --json $(CACHE)/eval/fer2013-val-int8.json
-	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(CACHE)/kdef-split
-	$(BIN)/dfer-edge evaluate $(CACHE)/kdef-split/heldout --condition all --workers 2 --json $(CACHE)/eval/kdef-heldout-int8.json
+	mkdir -p $(PLAIN_CACHE)/eval
+	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 --json $(PLAIN_CACHE)/eval/fer2013-val-int8.json
+	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(PLAIN_CACHE)/kdef-split
+	$(BIN)/dfer-edge evaluate $(PLAIN_CACHE)/kdef-split/heldout --condition all --workers 2 --json $(PLAIN_CACHE)/eval/kdef-heldout-int8.json
 
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
