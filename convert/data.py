@@ -227,7 +227,7 @@ def augmented_batch(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
         iod = np.hypot(*(lm[:, 45] - lm[:, 36]).T)[:, None, None]
         lm = lm + rng.normal(0, aug.landmark_jitter, lm.shape) * iod
     if aug.blur or aug.lowres:
-        re, le, mo = _degrade(re, le, mo, rng, aug)
+        re, le, mo = _degrade((re, le, mo), rng, aug)
     crops = []
     gamma = np.exp(rng.uniform(-aug.gamma, aug.gamma, (len(idx), 1, 1))) if aug.gamma else None
     for x in (re, le, mo):
@@ -254,7 +254,7 @@ def augmented_faces(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
     if aug.rotate_deg or aug.scale or aug.shift:
         f = _warp_batch(f, rng, aug)
     if aug.blur or aug.lowres:
-        f = _degrade(f, f.copy(), f.copy(), rng, aug)[0]
+        (f,) = _degrade((f,), rng, aug)
     x = faces_at(f, size)[..., 0]
     if aug.gamma:
         x = x ** np.exp(rng.uniform(-aug.gamma, aug.gamma, (len(idx), 1, 1)))
@@ -266,22 +266,22 @@ def augmented_faces(a: Arrays, idx: np.ndarray, rng: np.random.Generator, aug: A
     return {FACE_INPUT: np.clip((x - mean) * c + mean + b, 0.0, 1.0)[..., None].astype(np.float32)}
 
 
-def _degrade(re: np.ndarray, le: np.ndarray, mo: np.ndarray, rng: np.random.Generator,
-             aug: Augment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blur or low resolution, the same for the three crops of one face (one camera, one face)."""
-    re, le, mo = re.copy(), le.copy(), mo.copy()
-    s = re.shape[1]
-    for i in range(len(re)):
+def _degrade(stacks: tuple[np.ndarray, ...], rng: np.random.Generator, aug: Augment) -> tuple[np.ndarray, ...]:
+    """Blur or low resolution, the same for every image of one face (one camera, one face): the three
+    crops of a student's batch, or a teacher's whole faces alone."""
+    stacks = tuple(x.copy() for x in stacks)
+    s = stacks[0].shape[1]
+    for i in range(len(stacks[0])):
         if rng.random() < aug.blur:
             sigma = float(rng.uniform(0.5, 2.0))
-            for x in (re, le, mo):
+            for x in stacks:
                 x[i] = cv2.GaussianBlur(x[i], (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         if rng.random() < aug.lowres:
             small = int(rng.integers(24, 49))
-            for x in (re, le, mo):
+            for x in stacks:
                 x[i] = cv2.resize(cv2.resize(x[i], (small, small), interpolation=cv2.INTER_AREA), (s, s),
                                   interpolation=cv2.INTER_LINEAR)
-    return re, le, mo
+    return stacks
 
 
 def _erase(x: np.ndarray, rng: np.random.Generator, p: float) -> np.ndarray:
