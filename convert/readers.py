@@ -10,6 +10,8 @@ from typing import Iterator
 
 import numpy as np
 
+from dfer_edge.ferplus import OTHER as FERPLUS_OTHER
+from dfer_edge.ferplus import read_votes
 from dfer_edge.inputs import walk_images
 from dfer_edge.labels import LABELS, canonical_label
 
@@ -28,9 +30,13 @@ class Sample:
     image: np.ndarray | None = None  # decoded pixels when the source is not a file
     subject: str = ""
     votes: np.ndarray | None = None  # FER+ votes in LABELS order, if known
-    votes_other: float = float("nan")  # FER+ votes for contempt, unknown and not-a-face, if known
-    votes_extra: np.ndarray | None = None  # the same three, one column each (FERPLUS_OTHER order), if known
+    votes_extra: np.ndarray | None = None  # FER+ votes for contempt, unknown and not-a-face (FERPLUS_OTHER order)
     extra: dict | None = None
+
+    @property
+    def votes_other(self) -> float:
+        """The votes for the three classes we do not model, together (NaN when unknown)."""
+        return float("nan") if self.votes_extra is None else float(self.votes_extra.sum())
 
 
 def warn(msg: str) -> None:
@@ -84,21 +90,13 @@ def read_fer2013_csv(path: str | Path, usages: tuple[str, ...] = ("Training",)) 
             yield Sample(f"{path}:{i + 2}", LABELS.index(lab), image=px.reshape(side, side))
 
 
-FERPLUS_OTHER = ("contempt", "unknown", "NF")
-
-
 def read_ferplus_votes(path: str | Path, other: bool = False) -> dict[str, np.ndarray]:
-    """FER+ votes keyed by file name, as counts in LABELS order. With `other`, three more columns at the
-    end: the votes for contempt, unknown and not-a-face (classes we do not model; FERPLUS_OTHER order),
-    which the official FER+ majority rule needs one by one."""
-    votes = {}
-    with open(path, newline="") as fh:
-        for row in csv.DictReader(fh):
-            v = [float(row[LABELS[i]]) for i in range(len(LABELS))]
-            if other:
-                v += [float(row.get(k) or 0) for k in FERPLUS_OTHER]
-            votes[row["file"]] = np.array(v, dtype=np.float32)
-    return votes
+    """FER+ votes keyed by file name, as counts in LABELS order (dfer_edge.ferplus.read_votes, the one reader
+    of the file). With `other`, three more columns at the end: the votes for contempt, unknown and not-a-face
+    (classes we do not model; FERPLUS_OTHER order), which the official FER+ majority rule needs one by one."""
+    names, seven, rest = read_votes(path)
+    table = np.concatenate([seven, rest], axis=1) if other else seven
+    return {n: row.astype(np.float32) for n, row in zip(names, table)}
 
 
 def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Iterator[Sample]:
@@ -108,7 +106,6 @@ def attach_votes(samples: Iterator[Sample], votes: dict[str, np.ndarray]) -> Ite
             s.votes = v[: len(LABELS)]
             if len(v) > len(LABELS):  # read with other=True
                 s.votes_extra = v[len(LABELS):]
-                s.votes_other = float(s.votes_extra.sum())
         yield s
 
 
