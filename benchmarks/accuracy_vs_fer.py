@@ -29,7 +29,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from dfer_edge.evaluate import ferplus_majority, metrics, scan  # noqa: E402
+from dfer_edge.evaluate import Predictions, ferplus_blocks, metrics, scan  # noqa: E402
+from dfer_edge.ferplus import labels_by_rule  # noqa: E402
 from dfer_edge.labels import LABELS, canonical_label  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fer2013"
@@ -37,8 +38,8 @@ SETS = (("ferplus", "FER+ majority, official rule"), ("ferplus_argmax7", "FER+ a
         ("folder", "original FER2013 labels"))
 
 
-def fer_predictions(items: list[tuple[Path, int]], out: Path, rebuild: bool) -> dict[str, np.ndarray]:
-    """File name -> fer's 7 probabilities in LABELS order (run inside the fer venv)."""
+def fer_predictions(items: list[tuple[Path, int]], out: Path, rebuild: bool) -> tuple[str, dict[str, np.ndarray]]:
+    """fer's version, and file name -> its 7 probabilities in LABELS order (run inside the fer venv)."""
     import compare_fer
 
     py = compare_fer.build_fer_venv(sys.executable, out, rebuild)
@@ -51,7 +52,7 @@ def fer_predictions(items: list[tuple[Path, int]], out: Path, rebuild: bool) -> 
             raise SystemExit(f"error: fer failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
         ver = subprocess.run([str(py), "-c", "from importlib.metadata import version; print(version('fer'))"],
                              capture_output=True, text=True, cwd=str(HERE)).stdout.strip()
-        preds = {"__version__": ver}
+        preds = {}
         for line in res.read_text().splitlines():
             r = json.loads(line)
             if "emotions" in r:
@@ -61,21 +62,16 @@ def fer_predictions(items: list[tuple[Path, int]], out: Path, rebuild: bool) -> 
                     if lab is not None:
                         p[LABELS.index(lab)] = v
                 preds[r["file"]] = p
-    return preds
+    return ver, preds
 
 
 def fer_metrics(items: list[tuple[Path, int]], preds: dict[str, np.ndarray], votes: Path) -> dict:
-    """fer's answers scored like `dfer-edge evaluate` scores ours (no answer counts as wrong)."""
-    rules = ferplus_majority(votes)
+    """fer's answers scored by the code that scores ours in `dfer-edge evaluate` (no answer counts as wrong)."""
     names = [p.name for p, _ in items]
-    preds = {k: v for k, v in preds.items() if k != "__version__"}
     pred = np.array([int(preds[n].argmax()) if n in preds else -1 for n in names])
     conf = np.array([float(preds[n].max()) if n in preds else 0.0 for n in names])
-    out = metrics(np.array([lab for _, lab in items]), pred, conf)
-    for key, rule in (("ferplus", "official"), ("ferplus_argmax7", "argmax7")):
-        idx = [i for i, n in enumerate(names) if n in rules[rule]]
-        out[key] = {"rule": rule, **metrics(np.array([rules[rule][names[i]] for i in idx]), pred[idx], conf[idx])}
-    return out
+    seen = Predictions(np.array([lab for _, lab in items]), pred, conf, [p for p, _ in items])
+    return {**metrics(seen.true, pred, conf), **ferplus_blocks(seen, labels_by_rule(votes))}
 
 
 def ours_metrics(data: Path, votes: Path, workers: int, model: Path | None = None) -> dict:
@@ -149,7 +145,7 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     items = scan(a.data).items
     try:
-        fer_preds = fer_predictions(items, a.out, a.rebuild)
+        fer_version, fer_preds = fer_predictions(items, a.out, a.rebuild)
         fer = fer_metrics(items, fer_preds, a.votes)
         ours = ours_metrics(a.data, a.votes, a.workers, a.model)
     except Exception as e:  # one line, never a traceback: this is a report generator
@@ -157,7 +153,7 @@ def main(argv=None) -> int:
         return 2
     doc = {"date": _dt.date.today().isoformat(), "git": git_revision(), "data": str(a.data.relative_to(ROOT.parent))
            if a.data.resolve().is_relative_to(ROOT.parent.resolve()) else str(a.data), "images": len(items),
-           "model": Path(ours.get("model", "?")).name, "fer_version": fer_preds["__version__"], "ours": ours,
+           "model": Path(ours.get("model", "?")).name, "fer_version": fer_version, "ours": ours,
            "fer": fer}
     (a.out / "accuracy_vs_fer.json").write_text(json.dumps(doc, indent=1))
     a.markdown.write_text(markdown(doc))

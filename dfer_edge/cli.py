@@ -255,11 +255,12 @@ def evaluate(
     --condition, the same per capture condition (dim, noise, blur, JPEG, small faces), against clean."""
     from . import degrade
     from . import evaluate as ev
+    from .ferplus import labels_by_rule
     from .progress import Progress, wanted
 
     try:
         ds = ev.scan(data_dir)
-        majority = ev.ferplus_majority(votes) if votes else None
+        majority = labels_by_rule(votes) if votes else None
         names = [n.strip() for c in condition or [] for n in c.split(",") if n.strip()]
         names = list(degrade.CONDITIONS) if "all" in names else names
         conditions = [degrade.condition(n) for n in names if n != "clean"]
@@ -314,8 +315,7 @@ def _evaluate_report(ev: Any, seen: Any, errors: list[str], crops: bool, model_p
     m["temperature"] = temperature
     m["unreadable"] = len(errors)
     if majority is not None:
-        m["ferplus"] = ev.ferplus_metrics(seen, majority["official"], "official")
-        m["ferplus_argmax7"] = ev.ferplus_metrics(seen, majority["argmax7"], "argmax7")
+        m.update(ev.ferplus_blocks(seen, majority))
     typer.echo(ev.report(m))
     return m
 

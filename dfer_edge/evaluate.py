@@ -43,14 +43,6 @@ def scan(root: str | Path) -> Dataset:
     return Dataset(items, skipped)
 
 
-def ferplus_majority(votes_csv: str | Path) -> dict[str, dict[str, int]]:
-    """{rule: {file name: LABELS index}} for both FER+ rules (dfer_edge.ferplus): "official", the
-    literature's majority, and "argmax7"; a face a rule gives no label is absent from that rule."""
-    from .ferplus import labels_by_rule
-
-    return labels_by_rule(votes_csv)
-
-
 def metrics(true: np.ndarray, pred: np.ndarray, confidence: np.ndarray | None = None) -> dict:
     """Accuracy, macro-F1, per-class recall, the confusion matrix and, given the top score of every
     prediction, the expected calibration error (ECE_BINS bins). pred == -1 means no face found: it counts
@@ -194,6 +186,15 @@ def ferplus_metrics(p: Predictions, majority: dict[str, int], rule: str = "offic
     idx = [i for i, path in enumerate(p.paths) if path.name in majority]
     fp_true = np.array([majority[p.paths[i].name] for i in idx], dtype=int)
     return {"rule": rule, "about": RULES[rule], **metrics(fp_true, p.pred[idx], p.confidence[idx])}
+
+
+# Where each FER+ rule's block sits in evaluate's metrics (and its JSON): the official rule is the FER+ number.
+FERPLUS_BLOCKS = (("ferplus", "official"), ("ferplus_argmax7", "argmax7"))
+
+
+def ferplus_blocks(p: Predictions, rules: dict[str, dict[str, int]]) -> dict:
+    """The metrics against every FER+ rule (`rules`: dfer_edge.ferplus.labels_by_rule), keyed as in the JSON."""
+    return {key: ferplus_metrics(p, rules[rule], rule) for key, rule in FERPLUS_BLOCKS}
 
 
 def _block(m: dict, title: str) -> list[str]:

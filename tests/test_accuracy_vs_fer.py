@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfer_edge.evaluate import ferplus_majority, scan
+from dfer_edge.evaluate import scan
+from dfer_edge.ferplus import labels_by_rule
 from dfer_edge.labels import LABELS
 from tests.helpers import load_benchmark, FER_VAL, FERPLUS_VOTES, fer_val_subset
 
@@ -21,7 +22,7 @@ def test_answers_are_scored_against_all_three_label_sets(acc, tmp_path):
     if not FERPLUS_VOTES.is_file() or not FER_VAL.is_dir():
         pytest.skip(f"shared data not present: {FERPLUS_VOTES}, {FER_VAL}")
     items = scan(fer_val_subset(tmp_path / "val", 10)).items
-    rules = ferplus_majority(FERPLUS_VOTES)
+    rules = labels_by_rule(FERPLUS_VOTES)
     # Answers that agree with the official FER+ label where there is one, else with the folder label; one
     # file has no answer at all (fer found nothing), which counts as wrong.
     preds = {}

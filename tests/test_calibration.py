@@ -121,7 +121,7 @@ def test_evaluate_reports_both_label_sets_with_calibration(tmp_path):
     import sys
 
     from dfer_edge.labels import LABELS
-    from dfer_edge.evaluate import ferplus_majority
+    from dfer_edge.ferplus import labels_by_rule
     from tests.helpers import FER_VAL, FERPLUS_VOTES as votes, fer_val_subset
 
     if not votes.is_file() or not FER_VAL.is_dir():
@@ -135,7 +135,7 @@ def test_evaluate_reports_both_label_sets_with_calibration(tmp_path):
     assert "FER+ argmax of the 7 expression votes" in r.stdout
     assert r.stdout.count("ECE") == 3 and r.stdout.count("macro-F1") == 3
     m = json.loads(out.read_text())
-    rules = ferplus_majority(votes)
+    rules = labels_by_rule(votes)
     for key, rule in (("ferplus", "official"), ("ferplus_argmax7", "argmax7")):
         n_fp = sum(f.name in rules[rule] for lab in LABELS for f in (tree / lab).iterdir())
         assert m[key]["rule"] == rule and m[key]["n"] == n_fp and set(m[key]["per_class"]) == set(LABELS)
