@@ -106,9 +106,12 @@ def ferplus_labels(path: str) -> dict[str, np.ndarray]:
     """Per face of a cache, by each FER+ rule (dfer_edge.ferplus; what `dfer-edge evaluate --votes` scores
     against): {"official": ..., "argmax7": ...}, -1 where a rule gives no label. Caches extracted before the
     three other columns were kept one by one have no official rule."""
+    return _ferplus_labels(np.load(path, allow_pickle=False))
+
+
+def _ferplus_labels(z) -> dict[str, np.ndarray]:
     from dfer_edge.ferplus import argmax7, official_majority
 
-    z = np.load(path, allow_pickle=False)
     out = {}
     if "votes_extra" in z.files:
         out["official"] = official_majority(z["votes"], z["votes_extra"])
@@ -121,10 +124,9 @@ def official_by_name(paths: list[str]) -> dict[str, int]:
     out = {}
     for p in paths:
         z = np.load(p, allow_pickle=False)
-        if "votes_extra" not in z.files:
-            continue
-        lab = ferplus_labels(p)["official"]
-        out.update({str(n): int(x) for n, x in zip(z["name"], lab) if x >= 0})
+        lab = _ferplus_labels(z).get("official")
+        if lab is not None:
+            out.update({str(n): int(x) for n, x in zip(z["name"], lab) if x >= 0})
     return out
 
 

@@ -63,9 +63,9 @@ def teacher_probabilities(files: list[str]) -> dict[str, np.ndarray]:
     return {k: v / v.sum() for k, v in ((k, sums[k] / counts[k]) for k in sums)}
 
 
-def mix_teacher(a: D.Arrays, teacher: str | list[str], alpha: float) -> tuple[D.Arrays, int]:
-    """Targets (1 - alpha) * own + alpha * teacher for faces the teacher file(s) name; -> (arrays, matched)."""
-    probs = teacher_probabilities([teacher] if isinstance(teacher, str) else teacher)
+def mix_teacher(a: D.Arrays, teachers: list[str], alpha: float) -> tuple[D.Arrays, int]:
+    """Targets (1 - alpha) * own + alpha * teachers for faces the teacher files name; -> (arrays, matched)."""
+    probs = teacher_probabilities(teachers)
     rows = [probs.get(face_key(n)) for n in a.name]
     hit = np.array([r is not None for r in rows])
     target = a.target.copy()

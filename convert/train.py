@@ -165,13 +165,19 @@ ARGS = "args.json"  # the options the run was started with (what --resume reads)
 
 
 def resume_args(run: str | Path) -> argparse.Namespace:
-    """The options an interrupted run was started with, pointed at the same run directory."""
+    """The options an interrupted run was started with, pointed at the same run directory. Options added
+    since the run started take their defaults, so train_main never has to guess what an old run meant."""
     run = Path(run)
     try:
         saved = json.loads((run / ARGS).read_text())
     except (OSError, ValueError) as e:
         raise ConvertError(f"{run}: not a training run that can be resumed (no readable {ARGS}: {e})") from None
-    return argparse.Namespace(**{**saved, "out": str(run), "resume": str(run)})
+    p = argparse.ArgumentParser()
+    add_train_args(p)
+    a = argparse.Namespace(**{**vars(p.parse_args([])), **saved, "out": str(run), "resume": str(run)})
+    # Before --teacher could be repeated it held one file name or None.
+    a.teacher = [a.teacher] if isinstance(a.teacher, str) else list(a.teacher or [])
+    return a
 
 
 def checkpoint_callback(keras, out: Path, history: dict):
@@ -232,7 +238,7 @@ def train_main(a: argparse.Namespace) -> None:
     if len(equalizers) != 1:
         raise ConvertError(f"the caches were extracted with different equalisers: {sorted(equalizers)}")
     train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression, a.original_weight,
-                           keep_tune=getattr(a, "keep_tune_subjects", False))
+                           keep_tune=a.keep_tune_subjects)
     reps = dict(r.split("=") for r in a.repeat)
     parts = []
     calib_parts = []
@@ -245,7 +251,7 @@ def train_main(a: argparse.Namespace) -> None:
                 print(f"calibration: {name}: {int(held.sum())} faces held out")
         if a.teacher:
             arr, hit = mix_teacher(arr, a.teacher, a.distill)
-            names = ", ".join(Path(t).name for t in ([a.teacher] if isinstance(a.teacher, str) else a.teacher))
+            names = ", ".join(Path(t).name for t in a.teacher)
             print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {names}")
         k = next((int(v) for n, v in reps.items() if n in name), 1)
         parts += [arr] * k
@@ -256,11 +262,10 @@ def train_main(a: argparse.Namespace) -> None:
     with_subjects = [p for p in a.train if any(np.load(p)["subject"])]
     val_sets = load_sets(a.val, "original", False) + load_sets(with_subjects, "original", False)
     val_paths = a.val + with_subjects
-    if not getattr(a, "keep_tune_subjects", False) and with_subjects:
+    if not a.keep_tune_subjects and with_subjects:
         val_sets += load_sets(with_subjects, "original", False, tune=True)
         val_paths += with_subjects
-    feats = D.features(tr.landmarks)
-    face = getattr(a, "arch", "crops") == "face"
+    face = a.arch == "face"
     if face and tr.face is None:
         raise ConvertError("--arch face needs caches with whole faces (re-extract them with this version)")
     if done:
@@ -268,6 +273,7 @@ def train_main(a: argparse.Namespace) -> None:
     elif face:
         model = build_face_model(a.face_size, a.width, a.dropout)
     else:
+        feats = D.features(tr.landmarks)  # the standardisation built into the model
         model = build_model(tr.right_eye.shape[1], int(a.width), a.dropout, True, feats.mean(0),
                             feats.var(0) + 1e-6, a.l2, a.branch_width)
     w = class_weights(tr.target, a.class_weight)
