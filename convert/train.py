@@ -42,6 +42,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-weight", default="sqrt", choices=("none", "sqrt", "balanced"))
     p.add_argument("--repeat", action="append", default=[],
                    help="NAME=K: repeat training file whose name contains NAME K times (e.g. kdef=3)")
+    p.add_argument("--smooth", action="append", default=[],
+                   help="NAME=EPS: targets of training files whose name contains NAME become (1-EPS) target + EPS/7 "
+                        "(e.g. kdef=0.3: posed faces with one-hot labels would otherwise be learnt overconfidently)")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--wild-augment", action="store_true",
                    help="also random erasing, blur, low resolution and gamma (convert/data.py: Augment)")
@@ -56,6 +59,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-holdout", type=float, default=0.05,
                    help="fraction of FER+-voted training faces (chosen by file name) kept out of training to fit "
                         "the softmax temperature on (0: no calibration)")
+    p.add_argument("--calibrate-posed", action="store_true",
+                   help="fit the temperature on KDEF's tune subjects too (posed labels), each kind of face weighing "
+                        "the same (needs the tune subjects left out of training)")
     p.add_argument("--teacher", action="append", default=[],
                    help="teacher outputs from `python -m convert teach` (distillation; repeatable: averaged)")
     p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher in the targets (with --teacher)")
@@ -206,6 +212,8 @@ def train_main(a: argparse.Namespace) -> None:
         raise ConvertError("--out RUN (a new run directory) or --resume RUN is needed")
     elif (Path(a.out) / ARGS).exists():  # checked before TensorFlow loads (and starts logging)
         raise ConvertError(f"{a.out} holds a run already: continue it with --resume {a.out}, or choose a new --out")
+    if a.calibrate_posed and a.keep_tune_subjects:
+        raise ConvertError("--calibrate-posed fits on KDEF's tune subjects, which --keep-tune-subjects trains on")
     if a.threads:
         import tensorflow as tf
 
@@ -240,6 +248,7 @@ def train_main(a: argparse.Namespace) -> None:
     train_sets = load_sets(a.train, a.labels, True, not a.keep_non_expression, a.original_weight,
                            keep_tune=a.keep_tune_subjects)
     reps = dict(r.split("=") for r in a.repeat)
+    smooth = {n: float(v) for n, v in (r.split("=") for r in a.smooth)}
     parts = []
     calib_parts = []
     for name, arr in train_sets:
@@ -253,6 +262,10 @@ def train_main(a: argparse.Namespace) -> None:
             arr, hit = mix_teacher(arr, a.teacher, a.distill)
             names = ", ".join(Path(t).name for t in a.teacher)
             print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {names}")
+        eps = next((v for n, v in smooth.items() if n in name), 0.0)
+        if eps:
+            arr = arr.with_target(((1 - eps) * arr.target + eps / len(LABELS)).astype(np.float32))
+            print(f"smooth: {name}: targets {1 - eps:g} x target + {eps:g}/{len(LABELS)}")
         k = next((int(v) for n, v in reps.items() if n in name), 1)
         parts += [arr] * k
         print(f"train: {name}: {len(arr)} faces x{k}")
@@ -311,10 +324,14 @@ def train_main(a: argparse.Namespace) -> None:
     }
     if calib_parts:
         official = D.official_by_name(a.train) if a.labels != "original" else None
-        cal = fit_temperature(model, D.Arrays.concat(calib_parts), official)
+        tuned = [arr for name, arr in val_sets if name.endswith("-tune-subjects")]
+        posed = D.Arrays.concat(tuned) if tuned and a.calibrate_posed else None
+        cal = fit_temperature(model, D.Arrays.concat(calib_parts), official, posed)
         metrics["calibration"] = cal
         print(f"calibration: temperature {cal['temperature']:.3f} on {cal['n']} held-out faces "
-              f"(ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f})")
+              f"(ECE {cal['ece_before']:.4f} -> {cal['ece_after']:.4f})"
+              + (f"; posed tune faces ECE {cal['posed']['ece_before']:.4f} -> {cal['posed']['ece_after']:.4f}"
+                 if "posed" in cal else ""))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for name, m in metrics["val"].items():
         print(summary(name, m))

@@ -62,6 +62,27 @@ def test_best_temperature_recovers_a_known_temperature():
     assert best_temperature(overconfident, y) == pytest.approx(2.0, abs=0.08)
 
 
+def test_two_kinds_of_face_weigh_the_same_whatever_their_size():
+    """Wild faces want sharpening, posed ones softening: the joint temperature lies between the two, and a
+    set ten times larger does not pull it to its own."""
+    pytest.importorskip("tensorflow", reason="convert/ needs TensorFlow (the optional `convert` extra)")
+    from convert.calibrate import best_temperature
+
+    rng = np.random.default_rng(4)
+
+    def drawn(n: int, sureness: float):
+        z = rng.normal(0, 2.0, (n, 7))
+        y = np.array([rng.choice(7, p=q) for q in softmax(z)])
+        return softmax(sureness * z), y
+
+    wild, posed = drawn(20_000, 0.5), drawn(2_000, 2.0)  # wants T 0.5, wants T 2
+    t_wild, t_posed = best_temperature(*wild), best_temperature(*posed)
+    assert t_wild == pytest.approx(0.5, abs=0.05) and t_posed == pytest.approx(2.0, abs=0.15)
+    t = best_temperature(*wild, [posed])
+    assert t_wild + 0.2 < t < t_posed - 0.2
+    assert best_temperature(*posed, [wild]) == t  # the order of the sets does not matter
+
+
 # --- the sidecar ---------------------------------------------------------------------------------
 
 def copy_model(folder, **meta_changes):
