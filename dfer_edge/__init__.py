@@ -1,5 +1,9 @@
 """dfer-edge: the seven basic facial expressions, offline, on Raspberry-Pi-class computers."""
 
+from .pixel_limit import bound_opencv
+
+bound_opencv()  # before anything below imports cv2: OpenCV reads its pixel limit once, at import
+
 from .errors import DferError, ImageError, LandmarkModelError, ModelError
 from .labels import LABELS
 from .options import RecognizerOptions

@@ -102,9 +102,11 @@ def write_json(path: Optional[Path], doc: Any) -> None:
 
 
 def make_recognizer(options: RecognizerOptions):
+    from .pixel_limit import max_pixels
     from .recognizer import Recognizer
 
     try:
+        max_pixels()  # a bad DFER_MAX_PIXELS is one line before any work, not one per image
         rec = Recognizer(options)
     except DferError as e:
         fail(str(e))

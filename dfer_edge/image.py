@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
+from .pixel_limit import max_pixels
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
@@ -22,14 +23,62 @@ _DECODE_COLOR = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 _REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
                  8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
-# Images claiming more pixels than this are refused before decoding (a forged header must not make us
-# allocate gigabytes). 150 MP leaves room for any camera photo; DFER_MAX_PIXELS changes it.
-MAX_PIXELS = int(os.environ.get("DFER_MAX_PIXELS", 150_000_000))
+
+
+def _webp_size(b: bytes) -> tuple[str, int, int] | None:
+    """The canvas of a WebP file: lossy (VP8), lossless (VP8L) or extended (VP8X)."""
+    kind = b[12:16]
+    if kind == b"VP8 " and len(b) >= 30 and b[23:26] == b"\x9d\x01\x2a":
+        return "webp", int.from_bytes(b[26:28], "little") & 0x3FFF, int.from_bytes(b[28:30], "little") & 0x3FFF
+    if kind == b"VP8L" and len(b) >= 25 and b[20] == 0x2F:
+        bits = int.from_bytes(b[21:25], "little")
+        return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8X" and len(b) >= 30:
+        return "webp", int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+    return None
+
+
+def _tiff_size(data: bytes | bytearray | memoryview) -> tuple[str, int, int] | None:
+    """Width and length of a classic TIFF's first image (the one OpenCV decodes)."""
+    order = "little" if data[:2] == b"II" else "big"
+    at = int.from_bytes(data[4:8], order)
+    if at + 2 > len(data):
+        return None
+    n = int.from_bytes(data[at:at + 2], order)
+    size = {}
+    for i in range(min(n, 4096)):
+        e = at + 2 + 12 * i
+        if e + 12 > len(data):
+            break
+        tag, typ = int.from_bytes(data[e:e + 2], order), int.from_bytes(data[e + 2:e + 4], order)
+        if tag in (256, 257) and typ in (3, 4):
+            size[tag] = int.from_bytes(data[e + 8:e + 10] if typ == 3 else data[e + 8:e + 12], order)
+    return ("tiff", size[256], size[257]) if len(size) == 2 else None
+
+
+def _pnm_size(b: bytes) -> tuple[str, int, int] | None:
+    """Width and height from a PBM/PGM/PPM header (comments allowed)."""
+    words: list[int] = []
+    for line in b[2:2048].split(b"\n"):
+        for w in line.split(b"#", 1)[0].split():
+            if not w.isdigit():
+                return None
+            words.append(int(w))
+            if len(words) == 2:
+                return "pnm", words[0], words[1]
+    return None
 
 
 def encoded_size(data: bytes | bytearray | memoryview) -> tuple[str, int, int] | None:
-    """(format, width, height) read from the header of a PNG, JPEG, GIF or BMP; None if unknown."""
+    """(format, width, height) read from the header of a PNG, JPEG, GIF, BMP, WebP, TIFF or PNM file; None if
+    unknown (OpenCV's own pixel limit, set by dfer_edge.pixel_limit, still holds for the rest)."""
     b = bytes(data[:64 * 1024]) if len(data) > 64 * 1024 else bytes(data)
+    if b[:4] == b"RIFF" and b[8:12] == b"WEBP":
+        return _webp_size(b)
+    if b[:4] in (b"II*\x00", b"MM\x00*") and len(b) >= 8:
+        return _tiff_size(data)
+    if len(b) >= 3 and b[:1] == b"P" and b[1:2] in b"123456" and b[2:3].isspace():
+        return _pnm_size(b)
     if b[:8] == b"\x89PNG\r\n\x1a\n" and len(b) >= 24 and b[12:16] == b"IHDR":
         return "png", int.from_bytes(b[16:20], "big"), int.from_bytes(b[20:24], "big")
     if b[:6] in (b"GIF87a", b"GIF89a") and len(b) >= 10:
@@ -78,9 +127,10 @@ def read_bytes(path: str | os.PathLike) -> bytes:
 
 def check_size(data: bytes | bytearray | memoryview, name: str) -> tuple[str, int, int] | None:
     """Refuse, before decoding, an image whose header claims too many pixels."""
+    limit = max_pixels()
     size = encoded_size(data)
-    if size and size[1] * size[2] > MAX_PIXELS:
-        raise ImageError(f"{name}: {size[1]}x{size[2]} pixels is more than the {MAX_PIXELS:,} this reads "
+    if size and size[1] * size[2] > limit:
+        raise ImageError(f"{name}: {size[1]}x{size[2]} pixels is more than the {limit:,} this reads "
                          "(set DFER_MAX_PIXELS to raise the limit)")
     return size
 
@@ -92,7 +142,10 @@ def _decode(data: bytes | bytearray | memoryview, flags: int, name: str) -> np.n
     check_size(data, name)
     try:
         img = cv2.imdecode(buf, flags)
-    except cv2.error:
+    except cv2.error as e:
+        if "validateInputImageSize" in str(e):  # OpenCV's own limit, for a format whose header we do not read
+            raise ImageError(f"{name}: more pixels than the {max_pixels():,} this reads "
+                             "(set DFER_MAX_PIXELS to raise the limit)") from None
         img = None
     if img is None or img.size == 0:
         raise ImageError(f"{name}: not a readable image (unknown format or corrupt data)")

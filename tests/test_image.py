@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +15,8 @@ from PIL import Image
 
 from dfer_edge.errors import ImageError
 from dfer_edge.image import load_color, load_gray
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _bgr(h: int = 40, w: int = 60) -> np.ndarray:
@@ -325,18 +331,25 @@ def test_encoded_size_reads_real_headers(tmp_path):
     from dfer_edge.image import encoded_size
 
     img = np.zeros((37, 53, 3), np.uint8)
-    for ext, fmt in ((".png", "png"), (".jpg", "jpeg"), (".bmp", "bmp")):
-        ok, enc = cv2.imencode(ext, img)
+    cases = [(".png", "png", []), (".jpg", "jpeg", []), (".bmp", "bmp", []), (".webp", "webp", []),
+             (".webp", "webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),  # lossless (VP8L)
+             (".tif", "tiff", []), (".tif", "tiff", [cv2.IMWRITE_TIFF_COMPRESSION, 1]), (".ppm", "pnm", [])]
+    for ext, fmt, params in cases:
+        ok, enc = cv2.imencode(ext, img, params)
         assert ok
-        assert encoded_size(enc.tobytes()) == (fmt, 53, 37)
+        assert encoded_size(enc.tobytes()) == (fmt, 53, 37), (ext, params)
+    ok, enc = cv2.imencode(".webp", np.zeros((37, 53, 4), np.uint8))  # with alpha
+    assert encoded_size(enc.tobytes()) == ("webp", 53, 37)
+    pgm = b"P5\n# made by hand\n53 37\n255\n" + bytes(53 * 37)
+    assert encoded_size(pgm) == ("pnm", 53, 37)
     assert encoded_size(b"hello world, not an image") is None
 
 
 def test_huge_png_header_is_refused_before_decoding():
-    from dfer_edge.image import MAX_PIXELS
+    from dfer_edge.pixel_limit import max_pixels
 
     data = _png_header(100_000, 100_000)
-    assert 100_000 * 100_000 > MAX_PIXELS
+    assert 100_000 * 100_000 > max_pixels()
     with pytest.raises(ImageError) as e:
         load_gray(data)
     msg = _one_line(e)
@@ -354,3 +367,59 @@ def test_large_jpeg_is_decoded_reduced_with_the_right_factor():
     assert factor == pytest.approx(2.0)
     small, f1 = load_gray_for_width(enc.tobytes(), None)
     assert small.shape == (1800, 2400) and f1 == 1.0
+
+
+# --- every format bounded (dfer_edge.pixel_limit) -------------------------------------------------
+
+WEBP_BOMB = Path(__file__).parent / "data" / "webp-16383x16383.webp"  # 10 KB, lossless, made by cv2.imencode
+
+
+def _peak_rss_cli(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the CLI in a child and return it with the child's peak RSS in MiB (Linux reports KiB)."""
+    code = ("import resource, subprocess, sys; "
+            "r = subprocess.run([sys.executable, '-m', 'dfer_edge', *sys.argv[1:]], capture_output=True, text=True); "
+            "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+    full = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
+    full.update(env or {})
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full, timeout=300,
+                       cwd=REPO)
+    *lines, rss = r.stderr.strip().splitlines()
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, "\n".join(lines)), int(rss) / 1024
+
+
+def test_a_10kb_webp_claiming_268_megapixels_is_refused_in_one_line_without_decoding():
+    from dfer_edge.image import encoded_size
+
+    data = WEBP_BOMB.read_bytes()
+    assert len(data) < 16_000 and encoded_size(data) == ("webp", 16383, 16383)
+    with pytest.raises(ImageError) as e:
+        load_gray(data)
+    assert "16383x16383" in _one_line(e)
+    r, rss = _peak_rss_cli("predict", str(WEBP_BOMB))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.count("\n") == 0 and "16383x16383" in r.stderr and "DFER_MAX_PIXELS" in r.stderr
+    # Decoded, it is a 268 MB grey image (1.2 GB peak measured); refused, the process stays at its usual size.
+    assert rss < 500, rss
+
+
+def test_opencv_limit_holds_for_a_format_whose_header_we_do_not_read(tmp_path):
+    """Sun raster: no header check of ours, so only OpenCV's own limit, set before cv2 loads, can refuse it."""
+    from dfer_edge.image import encoded_size
+
+    ok, enc = cv2.imencode(".ras", np.full((100, 120), 128, np.uint8))
+    assert ok and encoded_size(enc.tobytes()) is None
+    path = tmp_path / "grey.ras"
+    path.write_bytes(enc.tobytes())
+    assert load_gray(path).shape == (100, 120)  # readable at the default limit
+    r, _ = _peak_rss_cli("predict", str(path), env={"DFER_MAX_PIXELS": "5000"})
+    assert r.returncode == 1 and "more pixels than the 5,000" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 0
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "1.5e8", "0"])
+def test_a_bad_pixel_limit_is_one_line_not_a_traceback(value):
+    r, _ = _peak_rss_cli("predict", str(REPO / "samples" / "astronaut.jpg"), env={"DFER_MAX_PIXELS": value})
+    assert r.returncode != 0
+    assert r.stderr.startswith("error: DFER_MAX_PIXELS=") and r.stderr.count("\n") == 0, r.stderr
+    assert "Traceback" not in r.stderr
