@@ -463,6 +463,7 @@ def watch(
     The summary goes to stderr at the end. Ctrl-C or SIGTERM stops cleanly (exit 0); the end of a
     file is exit 0; a source that cannot be opened, or a live one lost for longer than --reconnect, is exit 1."""
     import signal
+    import threading
 
     from .results import FRAME_CSV_HEADER, csv_line, frame_rows
     from .sources import open_source
@@ -482,10 +483,18 @@ def watch(
     except DferError as e:
         fail(str(e), EXIT_BAD_INPUT)
 
-    def stop(*_: object) -> None:
-        raise KeyboardInterrupt
+    stopping = threading.Event()
 
-    signal.signal(signal.SIGTERM, stop)  # systemd stops services with SIGTERM: end like Ctrl-C
+    def stop(signum: int, _frame: object) -> None:
+        # A flag the loop reads between frames (systemd stops services with SIGTERM): the summary is
+        # printed and a saved video closed every time. A second Ctrl-C forces the issue.
+        if stopping.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stopping.set()
+        getattr(src, "request_stop", lambda: None)()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     last: list[tuple[int, str]] = []
 
     def emit(rec_: dict) -> None:
@@ -506,7 +515,7 @@ def watch(
     try:
         if csv_out:
             sys.stdout.write(csv_line(FRAME_CSV_HEADER) + "\n")
-        summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit)
+        summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit, stopping)
     except BrokenPipeError:  # the consumer of --jsonl or --csv went away (e.g. `| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(0)

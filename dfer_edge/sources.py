@@ -134,13 +134,20 @@ class VideoFile:
         self.fps = fps if 0 < fps < 1000 else 0.0
 
     def __iter__(self) -> Iterator[Frame]:
-        i = 0
+        """Frames with the container's own timestamps (right for variable-frame-rate files, which phones
+        write); where the container gives none that moves forward, the last one plus a nominal frame."""
+        i, last = 0, None
         while self._cap is not None:
             ok, img = self._cap.read()
             if not ok or img is None:
                 return
-            t = i / self.fps if self.fps else self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+            if last is not None and not t > last:
+                t = last + (1 / self.fps if self.fps else 1 / 30)
+            elif last is None and not t >= 0:
+                t = 0.0
             yield Frame(i, t, img)
+            last = t
             i += 1
 
     def close(self) -> None:
@@ -315,6 +322,8 @@ class LiveSource:
                 cap = self._opener()
             except Unavailable as e:
                 why = str(e)
+            except Exception as e:  # noqa: BLE001 - a driver's own exception: retried like any other failure
+                why = f"{type(e).__name__}: {e}"
             else:
                 if not first:
                     self.reconnects += 1
@@ -333,15 +342,22 @@ class LiveSource:
             self._stop.wait(delay)
 
     def _run(self, cap: Capture) -> None:
+        """The reader thread. A read that fails in any way (a Capture that raises despite its contract
+        included) goes through the reconnect path; anything that still escapes ends the run with an error
+        the consumer sees, so the consumer can never wait for a thread that is gone."""
         i = 0
         try:
             while not self._stop.is_set():
-                ok, img = cap.read()
+                try:
+                    ok, img = cap.read()
+                    why = "stopped delivering frames"
+                except Exception as e:  # noqa: BLE001 - a driver's own exception must not kill the thread
+                    ok, img, why = False, None, f"read failed ({type(e).__name__}: {e})"
                 if not ok or img is None:
-                    cap.close()
+                    _close_quietly(cap)
                     if self._stop.is_set():
                         return
-                    self.log(f"{self.spec.name}: stopped delivering frames; reconnecting")
+                    self.log(f"{self.spec.name}: {why}; reconnecting")
                     cap = self._reopen()
                     continue
                 with self._cond:
@@ -349,11 +365,20 @@ class LiveSource:
                     self._cond.notify_all()
                 i += 1
         except SourceError as e:
-            with self._cond:
-                self._error = str(e)
-                self._cond.notify_all()
+            self._fail(str(e))
+        except BaseException as e:  # noqa: BLE001 - reported to the consumer, not lost with the thread
+            self._fail(f"{self.spec.name}: the reader stopped ({type(e).__name__}: {e})")
         finally:
-            cap.close()
+            _close_quietly(cap)
+
+    def _fail(self, message: str) -> None:
+        with self._cond:
+            self._error = message
+            self._cond.notify_all()
+
+    def request_stop(self) -> None:
+        """Ask the reader to stop, without waiting (safe from a signal handler); iteration then ends."""
+        self._stop.set()
 
     def __iter__(self) -> Iterator[Frame]:
         last = -1
@@ -375,3 +400,10 @@ class LiveSource:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def _close_quietly(cap: Capture) -> None:
+    try:
+        cap.close()
+    except Exception:  # noqa: BLE001 - closing a device that already failed must not hide why
+        pass

@@ -6,6 +6,7 @@ used alone from Python.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,10 +90,11 @@ class VideoSaver:
 
 
 def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOptions,
-        emit: Callable[[dict[str, Any]], None] | None = None) -> WatchSummary:
-    """Process frames until the source ends or a limit is reached. Ctrl-C (KeyboardInterrupt) ends
-    the run normally, and a live source that does not come back ends it with `error` set: either
-    way the summary covers the frames processed so far and a saved video is closed properly."""
+        emit: Callable[[dict[str, Any]], None] | None = None, stop: threading.Event | None = None) -> WatchSummary:
+    """Process frames until the source ends, a limit is reached or `stop` is set (the CLI sets it on
+    SIGINT/SIGTERM: a flag read between frames, so a signal never lands half-way through closing the video).
+    A KeyboardInterrupt still ends the run normally, and a live source that does not come back ends it with
+    `error` set: every way, the summary covers the frames processed so far and a saved video is closed."""
     summary = WatchSummary()
     saver = VideoSaver(options.save, source.fps) if options.save else None
     reconnects = 0
@@ -101,12 +103,17 @@ def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOpti
     frames = iter(source)
     try:
         while True:
+            if stop is not None and stop.is_set():
+                summary.ended = "interrupted"
+                break
             if options.max_frames is not None and summary.frames >= options.max_frames:
                 summary.ended = "max-frames"
                 break
             t_read = time.perf_counter()
             frame = next(frames, None)
             if frame is None:
+                if stop is not None and stop.is_set():  # a live source asked to stop ends its frames
+                    summary.ended = "interrupted"
                 break
             if start is None:
                 start = time.perf_counter()  # the first frame's wait (camera start) is not processing

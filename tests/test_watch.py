@@ -177,19 +177,54 @@ def test_watch_cli_human_output_prints_changes_only(video):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_watch_stops_cleanly_on_signal(video, tmp_path, sig):
-    """Ctrl-C or a service manager's SIGTERM: exit 0 with the summary, results so far kept."""
-    path, _ = video
-    summary = tmp_path / "s.json"
-    p = subprocess.Popen([*CLI, "watch", str(path), "--jsonl", "--summary-json", str(summary)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = p.stdout.readline()  # the model is loaded and frames flow
-    assert json.loads(first)["frame"] == 0
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
+def test_watch_stops_cleanly_on_signal(stream_frames, tmp_path, sig):
+    """Ctrl-C or a service manager's SIGTERM on a stream that never ends by itself: exit 0 with the summary,
+    every processed frame written, and the saved video closed with every frame in it."""
+    server = MJPEGServer(stream_frames, frames_per_client=100_000)
+    summary, saved = tmp_path / "s.json", tmp_path / "out.mp4"
+    p = subprocess.Popen([*CLI, "watch", server.url, "--jsonl", "--summary-json", str(summary), "--save", str(saved)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(5):  # the model is loaded and frames flow
+            assert "frame" in json.loads(p.stdout.readline())
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        server.close()
     assert p.returncode == 0, err
     s = json.loads(summary.read_text())
-    assert s["ended"] in ("interrupted", "end") and s["frames"] >= 1
+    assert s["ended"] == "interrupted" and s["frames"] >= 5
+    assert 5 + len(out.splitlines()) == s["frames"]
     assert "summary:" in err and "Traceback" not in err
+    cap = cv2.VideoCapture(str(saved))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == s["frames"], "the video holds every processed frame: it was closed, not cut off"
+
+
+def test_container_timestamps_are_used_for_a_variable_frame_rate_file(tmp_path):
+    """Phones write variable-frame-rate video: a frame's time is its own timestamp, not its index / fps."""
+    av = pytest.importorskip("av", reason="PyAV (the dev extra) writes the variable-frame-rate test file")
+    from fractions import Fraction
+
+    path, ms = tmp_path / "vfr.mp4", [0, 33, 66, 400, 433, 1000, 1500, 1533]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=1000)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(ms):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    src = open_source(str(path))
+    try:
+        times = [f.t for f in src]
+    finally:
+        src.close()
+    assert times == pytest.approx([t / 1000 for t in ms], abs=1e-6)
 
 
 # --- bad sources --------------------------------------------------------------------------------
@@ -321,3 +356,62 @@ def test_live_source_that_never_opens_raises_quickly():
     with pytest.raises(SourceError, match="cannot open"):
         open_source("http://127.0.0.1:9/none.mjpg", reconnect=0)
     assert time.monotonic() - t < 30
+
+
+# --- a reader thread that fails in ways a driver should not -----------------------------------------
+
+class FailingCapture:
+    """The real stream, read through OpenCV, whose `read` raises after `after` frames: a camera driver that
+    throws its own exception instead of returning (False, None)."""
+
+    def __init__(self, url: str, after: int) -> None:
+        from dfer_edge.sources import VideoCaptureCapture
+
+        self._cap = VideoCaptureCapture(url)
+        self.fps, self._left = self._cap.fps, after
+
+    def read(self):
+        self._left -= 1
+        if self._left < 0:
+            raise RuntimeError("driver fault")
+        return self._cap.read()
+
+    def close(self) -> None:
+        self._cap.close()
+
+
+def test_a_reader_exception_goes_through_reconnect(stream_frames, recognizer):
+    from dfer_edge.sources import LiveSource
+
+    server = MJPEGServer(stream_frames, frames_per_client=100_000)
+    said: list[str] = []
+    src = LiveSource(parse_source(server.url), 10, said.append, lambda: FailingCapture(server.url, 15))
+    try:
+        s = run(FaceTracker(recognizer, detect_every=5), src, WatchOptions(max_frames=40))
+    finally:
+        src.close()
+        server.close()
+    assert s.ended == "max-frames" and s.frames == 40 and s.reconnects >= 1
+    assert any("read failed (RuntimeError: driver fault); reconnecting" in m for m in said), said
+
+
+def test_a_dead_reader_thread_ends_the_run_instead_of_hanging(stream_frames, recognizer):
+    """Whatever escapes the reader (here the log call itself fails) reaches the consumer as an error."""
+    from dfer_edge.sources import LiveSource
+
+    server = MJPEGServer(stream_frames, frames_per_client=100_000)
+
+    def log(message: str) -> None:
+        if "reconnecting" in message:
+            raise OSError("stderr is gone")
+
+    src = LiveSource(parse_source(server.url), 10, log, lambda: FailingCapture(server.url, 10))
+    t = time.monotonic()
+    try:
+        s = run(FaceTracker(recognizer, detect_every=5), src, WatchOptions(max_frames=1000))
+    finally:
+        src.close()
+        server.close()
+    assert time.monotonic() - t < 60
+    assert s.ended == "source-lost" and 1 <= s.frames <= 10
+    assert s.error == f"{server.url}: the reader stopped (OSError: stderr is gone)"
