@@ -16,6 +16,8 @@ import pytest
 from dfer_edge.labels import LABELS
 from tests.helpers import FER_VAL
 
+pytest_plugins = ["tests.require_data"]  # DFER_REQUIRE_DATA=1: missing shared data fails, not skips
+
 CROP = 96
 N_FEATURES = 13
 FACES_PER_LABEL = 9  # 7 labels x 9 = 63 real faces
@@ -65,7 +67,7 @@ def fer_val_faces(session_landmarks) -> RealFaces:
     for i, lab in enumerate(LABELS):
         files = sorted((FER_VAL / lab).glob("*.jpg"))[:FACES_PER_LABEL]
         if not files:
-            pytest.skip(f"no FER2013 val images for {lab} in {FER_VAL}")
+            pytest.skip(f"shared data incomplete: no FER2013 val images for {lab} in {FER_VAL}")
         for p in files:
             fi, _ = ready_crop_inputs(load_gray(p), det, session_landmarks, CROP)
             faces.append(fi)

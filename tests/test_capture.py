@@ -35,7 +35,7 @@ def held_out_items() -> list:
             continue
         items += [(p, LABELS.index(lab)) for p in sorted(folder.glob("*S.jpg")) if p.stem[1:4] in HELD_OUT]
     if len(items) < 20:
-        pytest.skip("held-out KDEF subjects not found")
+        pytest.skip("shared data incomplete: held-out KDEF subjects not found")
     return items
 
 

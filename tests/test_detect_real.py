@@ -128,7 +128,7 @@ def _fer_sample(n: int = 20) -> list:
     files = [f for label in sorted(p for p in root.iterdir() if p.is_dir())
              for f in sorted(label.glob("*.jpg"))[:3]][:n]
     if len(files) < n:
-        pytest.skip(f"fewer than {n} FER2013 validation images under {root}")
+        pytest.skip(f"shared data incomplete: fewer than {n} FER2013 validation images under {root}")
     return files
 
 
