@@ -104,10 +104,11 @@ def split_list(values: Iterable[str] | str | None) -> list[str]:
     return out
 
 
-def resolve_models(specs: Iterable[str] | str | None) -> tuple[list[Path], list[str]]:
+def resolve_models(specs: Iterable[str] | str | None, folder: Path | None = None) -> tuple[list[Path], list[str]]:
     """--model values -> (existing model files, warnings). A variant name (SHIPPED_VARIANTS: int8,
-    int8-full, dynamic, float16, float32) means models/dfer-NAME.tflite next to the shipped model and is skipped with a warning if
-    absent; a path that does not exist is an error. No value: the shipped model."""
+    int8-full, dynamic, float16, float32) means dfer-NAME.tflite next to the shipped model (or in `folder`:
+    an install may carry only some variants) and is skipped with a warning if absent; a path that does not
+    exist is an error. No value: the shipped model."""
     from .model import default_model_path, model_path
 
     names = split_list(specs)
@@ -117,7 +118,7 @@ def resolve_models(specs: Iterable[str] | str | None) -> tuple[list[Path], list[
     warnings: list[str] = []
     for n in names:
         if n in VARIANTS:
-            p = model_path(n)
+            p = model_path(n) if folder is None else folder / f"dfer-{n}.tflite"
             if not p.is_file():
                 warnings.append(f"model variant {n}: {p} not found, skipped")
                 continue

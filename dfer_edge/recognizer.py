@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .detect import FaceDetector, rect_to_box
+from .errors import DferError
 from .extract import FaceInputs
 from .image import ImageInput
 from .labels import LABELS
@@ -32,7 +33,7 @@ class Recognizer:
 
     def __init__(self, options: RecognizerOptions | None = None, **settings: Any) -> None:
         self.options = options_from(options, settings)
-        self.pipeline = Pipeline(self.options)
+        self._pipeline: Pipeline | None = Pipeline(self.options)
 
     def __enter__(self) -> Recognizer:
         return self
@@ -41,8 +42,15 @@ class Recognizer:
         self.close()
 
     def close(self) -> None:
-        """Drop the models (the interpreter frees its memory when unreferenced)."""
-        self.__dict__.pop("pipeline", None)
+        """Drop the models (the interpreter frees its memory when unreferenced). Using the recognizer
+        afterwards is a DferError that says so, not an AttributeError from inside."""
+        self._pipeline = None
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            raise DferError("this Recognizer is closed: make a new one")
+        return self._pipeline
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -70,14 +78,17 @@ class Recognizer:
 
     def predict(self, image: ImageInput) -> list[Face]:
         """Every face the detector finds, largest first. No face: an empty list."""
-        work, found = self.pipeline.run(image)
-        return [Face(work.box_to_original(rect_to_box(f.rect)), work.points_to_original(f.landmarks),
-                     as_dict(f.probabilities)) for f in found]
+        return self._faces(image, None)
 
     def predict_largest(self, image: ImageInput) -> Face | None:
-        """The largest face only (the seed's predict_one), or None."""
-        faces = self.predict(image)
+        """The largest face only (the seed's predict_one), or None. Only that face is fitted and scored."""
+        faces = self._faces(image, 1)
         return faces[0] if faces else None
+
+    def _faces(self, image: ImageInput, max_faces: int | None) -> list[Face]:
+        work, found = self.pipeline.run(image, max_faces=max_faces)
+        return [Face(work.box_to_original(rect_to_box(f.rect)), work.points_to_original(f.landmarks),
+                     as_dict(f.probabilities)) for f in found]
 
     def predict_crop(self, image: ImageInput) -> Face:
         """An image that is already a face crop (e.g. FER2013's 48x48): the whole image is the face."""

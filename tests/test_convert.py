@@ -107,7 +107,8 @@ def test_float32_export_matches_keras(real_exports, fer_val_arrays, fer_val_face
     _, x = fer_val_arrays
     m = ExpressionModel(real_exports.float32, threads=1)
     np.testing.assert_allclose(run_probs(m, x), real_exports.keras_probs, atol=1e-4)
-    # The runtime's own path (uint8 crops, features from float64 landmarks) gives the same answer.
+    # The runtime's model call on the inputs its extraction makes (uint8 crops, features from float64
+    # landmarks; before the pipeline's flip averaging and temperature) gives the same answer.
     runtime = np.stack([m(f) for f in fer_val_faces.faces])
     np.testing.assert_allclose(runtime, real_exports.keras_probs, atol=1e-4)
 

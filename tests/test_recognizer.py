@@ -40,14 +40,58 @@ def test_reduced_decode_gives_the_same_faces_in_original_pixels(rec):
 
 
 def test_flip_average_is_the_mean_of_both_views():
+    """The flip-averaged answer is exactly temper(mean of the face's and its mirror's probabilities)."""
+    from dfer_edge.calibration import temper
+    from dfer_edge.extract import mirrored
+
     path = _photo("angry.jpg")
     with Recognizer(RecognizerOptions(flip_average=False)) as plain, Recognizer() as flip:
         a, b = plain.predict_largest(path), flip.predict_largest(path)
-    assert a is not None and b is not None and a.box == b.box
+        assert a is not None and b is not None and a.box == b.box
+        work, (found,) = flip.pipeline.run(path, max_faces=1)
+        model = flip.model
+        seen, in_mirror = model(found.inputs), model(mirrored(found.inputs, model.info.feature_mode))
     pa, pb = np.array(list(a.probabilities.values())), np.array(list(b.probabilities.values()))
-    assert pb.sum() == pytest.approx(1.0, abs=1e-6)
     assert list(b.probabilities) == list(LABELS)
-    assert not np.allclose(pa, pb)  # the mirrored view is really scored
+    assert pa == pytest.approx(temper(seen, model.temperature), abs=1e-6)  # one view: that view, tempered
+    assert pb == pytest.approx(temper((seen + in_mirror) / 2, model.temperature), abs=1e-6)
+    assert np.abs(seen - in_mirror).max() > 1e-3, "the mirrored view is a different input, really scored"
+
+
+def test_a_closed_recognizer_says_so():
+    from dfer_edge.errors import DferError
+
+    rec = Recognizer()
+    rec.close()
+    for use in (lambda: rec.predict(_photo("angry.jpg")), lambda: rec.predict_largest(_photo("angry.jpg")),
+                lambda: rec.model, lambda: rec.pipeline):
+        with pytest.raises(DferError, match="^this Recognizer is closed: make a new one$"):
+            use()
+
+
+def test_predict_largest_fits_and_scores_only_that_face(rec):
+    """A group photo: the same answer as the first of predict(), with one landmark fit and one model call
+    instead of one per face (counted on the pipeline's own stage timer)."""
+    from dfer_edge.pipeline import StageTimes
+
+    class Counting(StageTimes):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: dict[str, int] = {}
+
+        def stage(self, name):
+            self.calls[name] = self.calls.get(name, 0) + 1
+            return super().stage(name)
+
+    photo = _photo("group.jpeg")
+    every, one = Counting(), Counting()
+    _, all_faces = rec.pipeline.timed(every).run(photo)
+    _, largest = rec.pipeline.timed(one).run(photo, max_faces=1)
+    assert len(all_faces) >= 3 and len(largest) == 1
+    assert every.calls["inference"] == len(all_faces) and one.calls["inference"] == 1
+    assert one.calls["landmarks"] == 1
+    face, first = rec.predict_largest(photo), rec.predict(photo)[0]
+    assert face.box == first.box and face.probabilities == first.probabilities
 
 
 def test_largest_and_crop_entry_points(rec):
