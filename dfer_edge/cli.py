@@ -80,10 +80,21 @@ def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def run(**kwargs: Any) -> Any:
         settings = {name: kwargs.pop(name) for name in SHARED_OPTIONS}
-        return command(**kwargs, options=DEFAULTS.replace(**settings))
+        try:
+            return command(**kwargs, options=DEFAULTS.replace(**settings))
+        except BrokenPipeError:
+            reader_gone()
 
     run.__signature__ = sig.replace(parameters=own + shared)  # what typer reads
     return run
+
+
+def reader_gone() -> None:
+    """The program reading our stdout stopped (`predict ... | head`): that is how pipes end, not an error
+    (Click would say exit 1). Exit 0 quietly; stdout goes to /dev/null so the interpreter's last flush
+    cannot raise again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise typer.Exit(0)
 
 
 def fail(msg: str, code: int = EXIT_SETUP) -> None:
@@ -517,8 +528,7 @@ def watch(
             sys.stdout.write(csv_line(FRAME_CSV_HEADER) + "\n")
         summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit, stopping)
     except BrokenPipeError:  # the consumer of --jsonl or --csv went away (e.g. `| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise typer.Exit(0)
+        reader_gone()
     except DferError as e:
         fail(str(e))
     finally:

@@ -289,3 +289,18 @@ def test_runtime_never_imports_tensorflow():
     assert r["faces"] >= 1
     assert r["code"] == 0 and len(json.loads(cli_line)["faces"]) >= 1
     assert r["tf"] == []
+
+
+@pytest.mark.parametrize("fmt", ["--jsonl", "--csv", None])
+def test_a_reader_that_stops_early_ends_predict_quietly(tmp_path, fmt):
+    """`predict many | head -1`: the pipe closing is how such a run ends, exit 0 and nothing on stderr
+    (Click's own handling said exit 1, the code for an unreadable input)."""
+    for i in range(40):
+        (tmp_path / f"face{i:02d}.jpg").symlink_to(ANGRY)
+    cmd = [sys.executable, "-m", "dfer_edge", "predict", str(tmp_path), *([fmt] if fmt else [])]
+    p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = p.stdout.readline()
+    p.stdout.close()  # what `head -1` does after its line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=TIMEOUT) == 0, err
+    assert first and err == ""
