@@ -16,6 +16,9 @@ from .errors import DferError
 from .options import DEFAULTS
 
 DEFAULT_WIDTH = DEFAULTS.width
+# The working image is `width` wide unless that would make it taller than this (a strip a few pixels wide,
+# which no face fits in anyway, scaled to 512 px would need gigabytes).
+MAX_WORKING_HEIGHT = 8192
 BOX_MARGIN = 0.10  # the seed's margin around the detector's (tight) box in reported boxes
 # dlib's own frontal face detector, saved once with `dlib.get_frontal_face_detector().save(...)`.
 # Loading it from this file takes ~2 ms; dlib rebuilds the embedded copy from text in ~0.4 s, a third
@@ -137,6 +140,8 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: f
     scale = 1.0
     if width and w != width:
         k = w // width
+        if k < 2 or h < k:  # no whole-factor shrink (a strip of fewer rows than k would vanish)
+            k = 1
         if k >= 2:
             # Shrink by a whole factor first: INTER_AREA averages (no aliasing for HOG) and is fast only
             # for whole factors (4000 px: 17 ms for 512 px directly, 0.3 ms this way). The < k leftover
@@ -144,10 +149,14 @@ def working_image(gray: np.ndarray, width: int | None = DEFAULT_WIDTH, factor: f
             gray = cv2.resize(gray[: h - h % k, : w - w % k], (w // k, h // k), interpolation=cv2.INTER_AREA)
             h, w = gray.shape[:2]
         s = width / w
+        size = (width, max(1, round(h * s)))
+        if size[1] > MAX_WORKING_HEIGHT:  # a strip of a few pixels' width: do not blow it up to gigabytes
+            s = MAX_WORKING_HEIGHT / h
+            size = (max(1, round(w * s)), MAX_WORKING_HEIGHT)
         # LINEAR_EXACT: bit-exact fixed point, so x86 and a Pi's arm64 give the same working image (plain
         # INTER_LINEAR differed on arm64 and moved probabilities by 0.04); 0.03-0.1 ms more.
-        gray = cv2.resize(gray, (width, max(1, round(h * s))), interpolation=cv2.INTER_LINEAR_EXACT)
-        scale = s / k if k >= 2 else s
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR_EXACT)
+        scale = s / k
     if denoise:
         noise = stretched_noise(gray)
         if noise > DENOISE_AT:

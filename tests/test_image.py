@@ -375,17 +375,17 @@ WEBP_BOMB = Path(__file__).parent / "data" / "webp-16383x16383.webp"  # 10 KB, l
 
 
 def _peak_rss_cli(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
-    """Run the CLI in a child and return it with the child's peak RSS in MiB (Linux reports KiB)."""
-    code = ("import resource, subprocess, sys; "
-            "r = subprocess.run([sys.executable, '-m', 'dfer_edge', *sys.argv[1:]], capture_output=True, text=True); "
-            "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r.returncode)")
+    """The CLI run in a fresh process, with that process's own peak RSS in MiB (VmHWM, which belongs to the
+    new process image; ru_maxrss would carry over a large parent's), printed last on stderr."""
+    code = ("import re, sys\nfrom dfer_edge.cli import main\nsys.argv = ['dfer-edge', *sys.argv[1:]]\ntry:\n"
+            "    main()\nfinally:\n    print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())"
+            ".group(1)) // 1024, file=sys.stderr)")
     full = {k: v for k, v in os.environ.items() if k != "DFER_VERBOSE"}
     full.update(env or {})
     r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=full, timeout=300,
                        cwd=REPO)
-    *lines, rss = r.stderr.strip().splitlines()
-    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, "\n".join(lines)), int(rss) / 1024
+    *lines, peak = r.stderr.strip().splitlines()
+    return subprocess.CompletedProcess(r.args, r.returncode, r.stdout, "\n".join(lines)), int(peak)
 
 
 def test_a_10kb_webp_claiming_268_megapixels_is_refused_in_one_line_without_decoding():

@@ -176,6 +176,28 @@ def test_odd_but_valid_images(tmp_path):
                    for f in r["faces"]), (name, r["faces"], want)
 
 
+def test_strips_and_extreme_shapes_are_images_without_faces(tmp_path):
+    """A 1x100000 strip made cv2.resize assert, a 100000x1 one asked for gigabytes at 512 px wide: each is
+    now an image without a face, in little memory."""
+    shapes = {"row.png": (1, 100_000), "column.png": (100_000, 1), "two-rows.png": (2, 3000),
+              "colour-row.png": (1, 5000, 3), "panorama.png": (700, 40_000)}
+    paths = []
+    for name, shape in shapes.items():
+        assert cv2.imwrite(str(tmp_path / name), np.full(shape, 128, np.uint8))
+        paths.append(tmp_path / name)
+    code = ("import json, sys\nfrom dfer_edge import Recognizer\nrec = Recognizer()\n"
+            f"print(json.dumps([len(rec.predict(p)) for p in {[str(p) for p in paths]!r}]))\n" + PEAK_MIB)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    counts, peak_mib = r.stdout.strip().splitlines()
+    assert json.loads(counts) == [0] * len(paths)
+    assert int(peak_mib) < 400, f"peak RSS {peak_mib} MiB"
+    code_, results, err = predict_json(*paths, SAMPLE)
+    assert code_ == 0 and "Traceback" not in err, err
+    assert [r["faces"] for r in results if r["path"] != str(SAMPLE)] == [[]] * len(paths)
+    good_result_kept(results)
+
+
 def test_huge_photo_works_within_memory(tmp_path):
     """An 8000x6000 photo is read at 1/8 size by the JPEG decoder: same face, little memory."""
     big = tmp_path / "big.jpg"
