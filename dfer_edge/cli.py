@@ -546,6 +546,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="address to listen on (0.0.0.0: every interface; think first)"),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)"),
     max_bytes: int = typer.Option(10 * 1024 * 1024, "--max-bytes", min=1, help="largest accepted request body"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="DFER_SERVE_TOKEN", show_envvar=True,
+                                        help="require 'Authorization: Bearer TOKEN' on every route but the kiosk "
+                                        "page (open it as /#token=TOKEN); prefer the environment variable, which "
+                                        "other users cannot read in the process list"),
     options: RecognizerOptions = None,
 ) -> None:
     """HTTP service: POST /predict (an image), GET /health, and a kiosk page at / that uses the browser's camera.
@@ -556,7 +560,7 @@ def serve(
     try:
         import uvicorn
 
-        from .serve import create_app
+        from .serve import create_app, is_loopback
     except ImportError as e:
         fail(f"serve needs the optional extra ({e.name} is missing): pip install 'dfer-edge[serve]'")
     rec = make_recognizer(options)
@@ -567,9 +571,12 @@ def serve(
         sock.bind((host, port))
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
+    if not token and not is_loopback(host):
+        typer.echo(f"warning: serving on {host} without a token: anyone who can reach this port can use the camera "
+                   "service; set DFER_SERVE_TOKEN (or --token)", err=True)
     url_host = f"[{host}]" if ":" in host else host
     typer.echo(f"serving on http://{url_host}:{sock.getsockname()[1]}/ (kiosk page), POST /predict, GET /health", err=True)
-    config = uvicorn.Config(create_app(rec, max_bytes), log_level="info", timeout_keep_alive=5)
+    config = uvicorn.Config(create_app(rec, max_bytes, token or None), log_level="info", timeout_keep_alive=5)
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -8,6 +8,9 @@ worker thread and no model time.
 
 
 import asyncio
+import hmac
+import ipaddress
+import logging
 import threading
 import time
 from importlib import resources
@@ -20,6 +23,29 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 BODY_TIMEOUT_S = 30.0  # a client that needs longer than this to send its image is dropped (408)
 # curl --data-binary sends application/x-www-form-urlencoded unless told otherwise: take it as raw bytes.
 IMAGE_TYPES = ("image/", "application/octet-stream", "application/x-www-form-urlencoded")
+
+
+# Routes anyone may load with a token set: the kiosk page itself (static; it then sends the token it was
+# opened with, see kiosk.html). Everything else, the API and its docs included, needs the token.
+PUBLIC_PATHS = frozenset({"/"})
+TOKEN_ENV = "DFER_SERVE_TOKEN"
+log = logging.getLogger("dfer_edge.serve")
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def authorised(header: str | None, token: str) -> bool:
+    """An `Authorization: Bearer <token>` header with the token, compared in constant time."""
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class HTTPProblem(Exception):
@@ -94,16 +120,27 @@ async def image_bytes(request: Any, max_bytes: int) -> tuple[bytes, str]:
     return body, "body"
 
 
-def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
-    """The FastAPI app: POST /predict, GET /health, GET / (the kiosk page)."""
+def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES, token: str | None = None):
+    """The FastAPI app: POST /predict, GET /health, GET / (the kiosk page). With `token`, every route but
+    the page answers 401 unless the request carries `Authorization: Bearer <token>`."""
     from fastapi import FastAPI, Request
     from fastapi.responses import HTMLResponse, JSONResponse
     from starlette.concurrency import run_in_threadpool
 
     app = FastAPI(title="dfer-edge", description="Facial expressions, offline", version=_version())
     lock = threading.Lock()
-    stats = {"requests": 0, "errors": 0, "started": time.time()}
+    stats = {"requests": 0, "errors": 0, "internal_errors": 0, "unauthorised": 0, "started": time.time()}
     page = kiosk_page()
+
+    if token:
+        @app.middleware("http")
+        async def require_token(request: Request, call_next):
+            if request.url.path in PUBLIC_PATHS or authorised(request.headers.get("authorization"), token):
+                return await call_next(request)
+            stats["unauthorised"] += 1
+            return JSONResponse({"error": "this server needs its token: send the header "
+                                          "'Authorization: Bearer <token>' (the kiosk page: open /#token=<token>)"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
     def predict_locked(data: bytes, largest: bool) -> list:
         with lock:
@@ -130,6 +167,10 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
             return problem(e.status, name, str(e))
         except DferError as e:  # not an image, too many pixels, ...
             return problem(422, name, str(e))
+        except Exception as e:  # noqa: BLE001 - a bug of ours: a JSON answer like any other, counted, logged
+            stats["internal_errors"] += 1
+            log.exception("POST /predict (%s) failed", name)
+            return problem(500, name, f"internal error ({type(e).__name__}: {e}); the server log has the details")
         return {**result_record(name, faces, None), "ms": round(1000 * (time.perf_counter() - t0), 2)}
 
     @app.get("/health", summary="Liveness and what is loaded")
@@ -137,7 +178,8 @@ def create_app(recognizer: Recognizer, max_bytes: int = DEFAULT_MAX_BYTES):
         m = recognizer.model
         return {"status": "ok", "model": str(m.path), "interpreter": f"{m.interpreter_name} {m.interpreter_version}",
                 "labels": list(recognizer.labels), "requests": stats["requests"], "errors": stats["errors"],
-                "uptime_s": round(time.time() - stats["started"], 1), "max_bytes": max_bytes}
+                "internal_errors": stats["internal_errors"], "unauthorised": stats["unauthorised"],
+                "token_required": bool(token), "uptime_s": round(time.time() - stats["started"], 1), "max_bytes": max_bytes}
 
     @app.get("/", response_class=HTMLResponse, summary="The kiosk page")
     def kiosk() -> str:
