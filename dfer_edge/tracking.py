@@ -167,7 +167,9 @@ class FaceTracker:
             pts = self.pipeline.fit(work.image, rect)
             if drifted(box, tr.model, pts):
                 return None
-            tr.box, tr.points = box, pts
+            # The reported box is placed from this frame's fit; `box` (from the last frame's) was only where
+            # to look, and lagged a moving face by a frame.
+            tr.box, tr.points = tr.model.place(pts), pts
             found.append((tr, pts))
         return found
 

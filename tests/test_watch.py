@@ -109,6 +109,22 @@ def test_tracking_agrees_with_per_frame_detection(video, recognizer):
     assert tr.next_id == 1, "one face, one id for the whole video"
 
 
+def test_a_tracked_box_is_placed_from_its_own_frame(recognizer):
+    """Frame 2 is frame 1 moved 12 px right and 6 px down and is tracked, not detected: its box moves with
+    the face (it used to be placed from frame 1's landmarks, a frame behind)."""
+    if not KDEF.is_dir():
+        pytest.skip(f"shared test data not available: {KDEF}")
+    first = next(f for f, _ in kdef_frames(hold=1))
+    moved = np.full_like(first, 128)
+    moved[6:, 12:] = first[:-6, :-12]
+    tracker = FaceTracker(recognizer, detect_every=10)
+    (a,), detected = tracker.process(first, 0.0)
+    (b,), tracked = tracker.process(moved, 0.033)
+    assert detected and not tracked and a.id == b.id
+    shift = np.array(b.box) - np.array(a.box)
+    assert np.abs(shift - [12, 6, 12, 6]).max() <= 2.5, shift
+
+
 def test_labels_follow_the_expressions(video, recognizer):
     path, truth = video
     smoothed, _ = labels_per_frame(recognizer, path, detect_every=10, smooth=0.3)
