@@ -24,8 +24,14 @@ class Drawable(Protocol):
 
 def draw(image_bgr: np.ndarray, faces: Sequence[Drawable], bars: bool = False) -> np.ndarray:
     """A copy with each face's box and top label; `bars` adds all seven probabilities beside the box.
-    A face with an `id` (from tracking) shows it before the label."""
-    out = image_bgr.copy()
+    A face with an `id` (from tracking) shows it before the label. A grey (or BGRA) frame becomes BGR
+    first, so the boxes are green there too, not a grey smear of their colour."""
+    if image_bgr.ndim == 2 or image_bgr.shape[2] == 1:
+        out = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+    elif image_bgr.shape[2] == 4:
+        out = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
+    else:
+        out = image_bgr.copy()
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
         x1, y1, x2, y2 = f.box

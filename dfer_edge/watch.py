@@ -72,9 +72,7 @@ class VideoSaver:
             raise DferError(f"cannot write {path}: folder {path.parent} does not exist")
 
     def write(self, frame: np.ndarray, faces: list[TrackedFace]) -> None:
-        img = draw(frame, faces, bars=True)
-        if img.ndim == 2:
-            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        img = draw(frame, faces, bars=True)  # BGR whatever the frame was
         if self._writer is None:
             h, w = img.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))

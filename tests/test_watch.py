@@ -125,6 +125,22 @@ def test_a_tracked_box_is_placed_from_its_own_frame(recognizer):
     assert np.abs(shift - [12, 6, 12, 6]).max() <= 2.5, shift
 
 
+def test_boxes_on_a_grey_frame_are_green(recognizer):
+    """A grey camera (or a grey array from Python): the saved video's boxes keep their colour."""
+    from dfer_edge.annotate import GREEN, draw
+
+    if not KDEF.is_dir():
+        pytest.skip(f"shared test data not available: {KDEF}")
+    grey = cv2.cvtColor(next(f for f, _ in kdef_frames(hold=1)), cv2.COLOR_BGR2GRAY)
+    faces, _ = FaceTracker(recognizer).process(grey, 0.0)
+    assert faces
+    out = draw(grey, faces, bars=True)
+    assert out.shape == (*grey.shape, 3)
+    x1, y1, x2, y2 = faces[0].box
+    edge = out[y1 + 1:y2 - 1, x1]  # the box's left side
+    assert (edge == GREEN).all(axis=1).mean() > 0.9
+
+
 def test_labels_follow_the_expressions(video, recognizer):
     path, truth = video
     smoothed, _ = labels_per_frame(recognizer, path, detect_every=10, smooth=0.3)
