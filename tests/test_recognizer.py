@@ -39,6 +39,22 @@ def test_reduced_decode_gives_the_same_faces_in_original_pixels(rec):
         assert 0 <= x1 < x2 <= full.shape[1] and 0 <= y1 < y2 <= full.shape[0]
 
 
+def test_points_map_back_by_the_pixel_centre_rule():
+    """The sample blown up 8x (each pixel an 8x8 block) shrinks back to exactly the sample, so the same
+    landmarks are fitted; mapped back they must sit at the centres of those blocks, (p + 0.5) 8 - 0.5."""
+    import cv2
+
+    from .helpers import REPO
+
+    small = cv2.imread(str(REPO / "samples" / "astronaut.jpg"))
+    big = cv2.resize(small, None, fx=8, fy=8, interpolation=cv2.INTER_NEAREST)  # 4096x4096
+    with Recognizer() as rec:
+        (a,), (b,) = rec.predict(small)[:1], rec.predict(big)[:1]
+    np.testing.assert_allclose(b.landmarks, (a.landmarks + 0.5) * 8 - 0.5, atol=1e-4)
+    assert np.abs(np.array(b.box) - 8 * np.array(a.box)).max() <= 4  # each edge rounded once, at its scale
+    assert a.probabilities == b.probabilities
+
+
 def test_flip_average_is_the_mean_of_both_views():
     """The flip-averaged answer is exactly temper(mean of the face's and its mirror's probabilities)."""
     from dfer_edge.calibration import temper
