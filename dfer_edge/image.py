@@ -14,14 +14,19 @@ from .pixel_limit import max_pixels
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
+# One grey conversion for files and arrays: a file is decoded as it is stored (grey stays grey, colour
+# comes as BGR) and colour becomes grey through the same cvtColor an array from a camera or a Python
+# caller goes through (array_to_gray). Decoding a JPEG straight to grey takes libjpeg's luma instead,
+# which differs where chroma was subsampled (up to 15 grey levels on a few pixels of the shared photos),
+# so a file and the same picture as an array gave different answers. The training data (FER2013's grey
+# JPEGs, KDEF) decodes identically both ways: every KDEF file and a sample of FER2013 were checked.
 # IMREAD_ANYDEPTH keeps 16-bit files 16-bit (we scale them ourselves); EXIF orientation is applied
 # because IMREAD_IGNORE_ORIENTATION is not set, so boxes come out in the orientation the user sees.
-_DECODE_GRAY = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH
+_DECODE_GRAY = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH
 _DECODE_COLOR = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
 # libjpeg can decode straight to 1/2, 1/4 or 1/8 size, far cheaper than decoding a 12 MP photo and
 # shrinking it to 512 px afterwards.
-_REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-                 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+_REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 

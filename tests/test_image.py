@@ -423,3 +423,32 @@ def test_a_bad_pixel_limit_is_one_line_not_a_traceback(value):
     assert r.returncode != 0
     assert r.stderr.startswith("error: DFER_MAX_PIXELS=") and r.stderr.count("\n") == 0, r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- one grey conversion ---------------------------------------------------------------------------
+
+def test_a_file_and_the_same_picture_as_an_array_are_one_grey_image():
+    """Files used to be decoded straight to libjpeg's luma, arrays converted with cvtColor: up to 9 grey
+    levels apart on the sample. Now both go through cvtColor; a reduced decode of a large JPEG too."""
+    from dfer_edge.image import load_gray_for_width
+
+    sample = REPO / "samples" / "astronaut.jpg"
+    direct = cv2.imread(str(sample), cv2.IMREAD_GRAYSCALE)
+    as_array = load_gray(cv2.imread(str(sample)))
+    assert np.abs(direct.astype(int) - as_array).max() >= 5  # the two conversions really differ here
+    np.testing.assert_array_equal(load_gray(sample), as_array)
+    np.testing.assert_array_equal(load_gray(sample.read_bytes()), as_array)
+    big = cv2.resize(cv2.imread(str(sample)), (2048, 2048), interpolation=cv2.INTER_NEAREST)
+    ok, enc = cv2.imencode(".jpg", big)
+    reduced, factor = load_gray_for_width(enc.tobytes(), 512)
+    colour = cv2.imdecode(enc, cv2.IMREAD_REDUCED_COLOR_4)
+    assert factor == 4 and np.array_equal(reduced, load_gray(colour))
+
+
+def test_grey_files_stay_exactly_grey(tmp_path):
+    """A grey file (FER2013's JPEGs, a grey PNG) decodes to the very values it stores."""
+    grey = (np.indices((60, 80)).sum(0) * 3 % 256).astype(np.uint8)
+    assert cv2.imwrite(str(tmp_path / "g.png"), grey)
+    np.testing.assert_array_equal(load_gray(tmp_path / "g.png"), grey)
+    assert cv2.imwrite(str(tmp_path / "g.jpg"), grey)
+    np.testing.assert_array_equal(load_gray(tmp_path / "g.jpg"), cv2.imread(str(tmp_path / "g.jpg"), cv2.IMREAD_GRAYSCALE))
