@@ -304,3 +304,20 @@ def test_a_reader_that_stops_early_ends_predict_quietly(tmp_path, fmt):
     err = p.stderr.read().decode()
     assert p.wait(timeout=TIMEOUT) == 0, err
     assert first and err == ""
+
+
+def test_detect_width_finds_the_same_faces_in_original_pixels():
+    """--detect-width 320 scans a smaller copy; its boxes still come back in the photo's own pixels, on the
+    faces the full-width scan finds (within the coarser scan's jitter)."""
+    full = json.loads(run_cli("predict", GROUP, "--json").stdout)[0]["faces"]
+    small = json.loads(run_cli("predict", GROUP, "--json", "--detect-width", "320").stdout)[0]["faces"]
+    assert small and len(small) <= len(full)
+    def iou(a, b):
+        iw, ih = min(a[2], b[2]) - max(a[0], b[0]), min(a[3], b[3]) - max(a[1], b[1])
+        inter = max(0, iw) * max(0, ih)
+        return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+    for f in small:  # HOG's box sizes come in steps, coarser on the smaller copy: overlap, not equality
+        assert max(iou(f["box"], g["box"]) for g in full) >= 0.5, (f["box"], [g["box"] for g in full])
+    r = run_cli("predict", GROUP, "--detect-width", "10")
+    assert r.returncode == 2 and "--detect-width" in r.stderr and "Traceback" not in r.stderr  # a usage error

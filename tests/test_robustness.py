@@ -219,13 +219,18 @@ def test_huge_photo_works_within_memory(tmp_path):
     assert int(peak_mib) < 400, f"peak RSS {peak_mib} MiB for an 8000x6000 photo"
 
 
-def test_exif_rotated_photo_gives_boxes_as_the_user_sees_it(tmp_path):
+@pytest.mark.parametrize("scale", [1, 3])
+def test_exif_rotated_photo_gives_boxes_as_the_user_sees_it(tmp_path, scale):
     """Stored on its side with EXIF orientation 6 (rotate 90 degrees clockwise to view): the boxes must be
-    where the face is in the upright picture the user sees."""
+    where the face is in the upright picture the user sees. At 3x (about 2900x3350) the JPEG is decoded at
+    1/4 size, and the reduction factor must be matched to the turned picture."""
     from PIL import Image
+
+    from dfer_edge.image import load_gray_for_width, read_bytes
 
     upright = PHOTOS / "neutral.jpeg" if (PHOTOS / "neutral.jpeg").exists() else SAMPLE
     img = Image.open(upright).convert("RGB")
+    img = img.resize((img.width * scale, img.height * scale))
     stored = img.transpose(Image.Transpose.ROTATE_90)  # counter-clockwise: orientation 6 undoes it
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -233,6 +238,8 @@ def test_exif_rotated_photo_gives_boxes_as_the_user_sees_it(tmp_path):
     stored.save(rotated, exif=exif, quality=95)
     plain = tmp_path / "upright.jpg"
     img.save(plain, quality=95)
+    gray, factor = load_gray_for_width(read_bytes(rotated), 512)
+    assert gray.shape[0] > gray.shape[1] and factor == pytest.approx(4.0 if scale == 3 else 1.0, abs=0.01)  # upright, reduced
     code, results, err = predict_json(rotated, plain)
     assert code == 0, err
     a, b = _face_box(results, rotated), _face_box(results, plain)

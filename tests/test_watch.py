@@ -199,6 +199,28 @@ def test_watch_cli_limits(video):
     assert r.returncode == 0 and max(ts) <= 2.0 and len(ts) == 61 and "(duration)" in r.stderr
 
 
+def test_watch_max_faces_follows_the_largest(tmp_path):
+    """Two people, one nearer: --max-faces 1 follows the nearer one only, on every frame."""
+    if not KDEF.is_dir():
+        pytest.skip(f"shared test data not available: {KDEF}")
+    near = [f for f, _ in kdef_frames("AF01", hold=3, size=(480, 480))][:20]
+    far = [cv2.resize(f, (288, 288)) for f, _ in kdef_frames("AM01", hold=3, size=(480, 480))][:20]
+    path = tmp_path / "two.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (800, 480))
+    for a, b in zip(near, far):
+        frame = np.full((480, 800, 3), 128, np.uint8)
+        frame[:, :480], frame[96:384, 500:788] = a, b
+        writer.write(frame)
+    writer.release()
+    both = [json.loads(x)["faces"] for x in cli("watch", str(path), "--jsonl", "--detect-every", "5").stdout.splitlines()]
+    one = [json.loads(x)["faces"] for x in cli("watch", str(path), "--jsonl", "--detect-every", "5",
+                                               "--max-faces", "1").stdout.splitlines()]
+    assert len(both) == len(one) == 20
+    assert sum(len(f) == 2 for f in both) >= 18
+    assert all(len(f) == 1 and f[0]["box"][2] <= 500 for f in one)  # the near face, on the left
+    assert len({f[0]["id"] for f in one}) == 1
+
+
 def test_watch_cli_human_output_prints_changes_only(video):
     path, _ = video
     r = cli("watch", str(path))
