@@ -48,6 +48,33 @@ def test_holdout_is_by_name_and_never_a_subject():
     assert not holdout_mask(b, 0.1).any()
 
 
+def test_the_training_mirror_is_the_runtimes(fer_val_arrays, fer_val_faces):
+    """A face flipped by training augmentation, and by convert.data.mirrored (calibration, teachers), is
+    exactly what the runtime's flip averaging scores (dfer_edge.extract.mirrored): crops and features."""
+    import convert.data as D
+    from dfer_edge.extract import mirrored
+
+    a, x = fer_val_arrays
+    runtime = [mirrored(f) for f in fer_val_faces.faces]
+    want = {"right_eye": np.stack([m.right_eye for m in runtime])[..., None] / np.float32(255),
+            "left_eye": np.stack([m.left_eye for m in runtime])[..., None] / np.float32(255),
+            "mouth": np.stack([m.mouth for m in runtime])[..., None] / np.float32(255),
+            "features": np.stack([m.features for m in runtime])}
+    whole = D.model_inputs(D.mirrored(a))
+    only_flips = D.Augment(rotate_deg=0, scale=0, shift=0, brightness=0, contrast=0, landmark_jitter=0)
+    batch = D.augmented_batch(a, np.arange(len(a)), np.random.default_rng(1), only_flips)
+    # (x - mean) * 1 + mean: the photometric step leaves float rounding, hence atol 1e-6 for the batch.
+    flipped = np.abs(batch["mouth"] - x["mouth"]).max(axis=(1, 2, 3)) > 1e-3
+    assert 0 < flipped.sum() < len(a)  # some faces flipped, some not
+    for k in ("right_eye", "left_eye", "mouth"):
+        np.testing.assert_array_equal(whole[k], want[k], err_msg=k)
+        np.testing.assert_allclose(batch[k][flipped], want[k][flipped], atol=1e-6, err_msg=k)
+    # Features: training stores landmarks as float32, the runtime keeps float64; equal to float32 precision.
+    np.testing.assert_allclose(whole["features"], want["features"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(batch["features"][flipped], want["features"][flipped], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(batch["mouth"][~flipped], x["mouth"][~flipped], atol=1e-6)
+
+
 def test_wild_augmentation_keeps_inputs_valid(fer_val_arrays):
     import convert.data as D
 
