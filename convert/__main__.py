@@ -67,6 +67,12 @@ def _export(a: argparse.Namespace) -> None:
     export_main(a)
 
 
+def _embed(a: argparse.Namespace) -> None:
+    from .export import embed_main
+
+    embed_main(a)
+
+
 def _parity(a: argparse.Namespace) -> None:
     from .parity import parity_main
 
@@ -138,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
 
     add_export_args(x)
     x.set_defaults(func=_export)
+
+    m = sub.add_parser("embed", help="put each .tflite's sidecar contract inside the model (models exported before "
+                                     "contracts were embedded); the graph is left as it is")
+    m.add_argument("models", nargs="+", help=".tflite files, each with its .json sidecar")
+    m.set_defaults(func=_embed)
 
     q = sub.add_parser("parity", help="Keras vs every exported TFLite variant on the same extracted data")
     from .parity import add_parity_args

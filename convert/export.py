@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from dfer_edge.contract import ModelContract, with_metadata
 from dfer_edge.extract import FEATURE_MODES
 from dfer_edge.labels import LABELS
 from dfer_edge.model import SHIPPED_VARIANTS
@@ -162,7 +163,6 @@ def export(model, out_dir: str | Path, name: str, variants: list[str], rep: list
             blob = float_model() if v == "float32" else \
                 convert_saved_model(saved, v, rep if v in NEEDS_CALIBRATION else None, float_model)
             path = out_dir / f"{name}-{v}.tflite"
-            path.write_bytes(blob)
             meta = {
                 "format": "dfer-edge-model/1",
                 "labels": list(labels),
@@ -174,12 +174,34 @@ def export(model, out_dir: str | Path, name: str, variants: list[str], rep: list
                 "source": source,
                 "note": note,
                 "exported": dt.date.today().isoformat(),
+                **FOREIGN_CONTRACT,
                 **(extra_meta or {}),
             }
-            path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+            if size is not None:  # what the runtime will demand, checked before writing (None: not our inputs)
+                ModelContract.from_dict(meta, str(path))
+            blob = with_metadata(blob, meta)  # inside the model: a copied .tflite keeps its contract
+            path.write_bytes(blob)
+            path.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
             written.append(path)
             print(f"wrote {path} ({len(blob) / 1024:.0f} KiB)")
     return written
+
+
+def embed_main(a: argparse.Namespace) -> None:
+    """`python -m convert embed MODEL.tflite ...`: the sidecar's contract written inside each model, checked
+    first as the runtime will check it, and the sidecar rewritten as its exact copy."""
+    for name in a.models:
+        path = Path(name)
+        side = path.with_suffix(".json")
+        try:
+            meta = json.loads(side.read_text())
+            data = path.read_bytes()
+        except (OSError, ValueError) as e:
+            raise fail(f"{path}: cannot read the model and its sidecar {side.name} ({e})")
+        ModelContract.from_dict(meta, str(path))
+        path.write_bytes(with_metadata(data, meta))
+        side.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        print(f"{path}: contract embedded ({path.stat().st_size / 1024:.0f} KiB)")
 
 
 def export_parity(loaded: LoadedModel, tflites: list[Path], data: list[str], limit: int, mode: str,
@@ -200,20 +222,42 @@ def export_parity(loaded: LoadedModel, tflites: list[Path], data: list[str], lim
     return report
 
 
+UNCALIBRATED = {"temperature": 1.0, "fitted_on": "not calibrated (no temperature was fitted)"}
+# A model trained elsewhere (the seed, or --features given for foreign input names): the first models'
+# crop regions and global equalisation, which is what such a model was fed when it was made.
+FOREIGN_CONTRACT = {"crop_regions": {}, "equalize": "global", "calibration": UNCALIBRATED}
+
+
 def read_run(run_dir: str) -> dict:
-    """Metadata a training run fixes: its crop regions, its equaliser and (if fitted) its calibration temperature."""
-    path = Path(run_dir) / "metrics.json"
+    """The preprocessing a training run fixed (its contract.json, written by `convert train`; runs from
+    before it existed: the same fields of metrics.json): crop regions, equaliser, calibration."""
+    run = Path(run_dir)
+    if (run / "contract.json").is_file():
+        path = run / "contract.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise fail(f"{path}: not a contract written by `convert train` ({e})")
+    path = run / "metrics.json"
     try:
         m = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise fail(f"{path}: not a metrics file written by `convert train` ({e})")
-    out = {"crop_regions": m.get("crop_regions") or {}, "equalize": m.get("equalize", "global")}
-    cal = m.get("calibration")
+        raise fail(f"{path}: not a metrics file written by `convert train` ({e}); give --run the training folder")
+    return contract_of(m)
+
+
+def contract_of(metrics: dict) -> dict:
+    """The contract fields of a finished run's metrics (what `convert train` writes as contract.json)."""
+    out = {"crop_regions": metrics.get("crop_regions") or {}, "equalize": metrics.get("equalize", "global"),
+           "calibration": dict(UNCALIBRATED)}
+    cal = metrics.get("calibration")
     if cal:
         out["calibration"] = {"temperature": float(cal["temperature"]),
                               "fitted_on": f"{cal.get('n')} FER2013 train faces held out of training, flip-averaged, "
                                            f"against {cal.get('against', 'the argmax of their training targets')}",
                               "ece_before": cal.get("ece_before"), "ece_after": cal.get("ece_after")}
+        if "posed" in cal:
+            out["calibration"]["posed"] = cal["posed"]
     return out
 
 
@@ -241,6 +285,14 @@ def export_main(a: argparse.Namespace) -> None:
     extra = {} if spec.canonical else {"source_inputs": {c: spec.source[c] for c in INPUT_NAMES}}
     if a.run:
         extra.update(read_run(a.run))
+    elif spec.canonical and a.features == "auto":
+        raise fail(f"{Path(a.model).name} is a model of this project's, but how its inputs were made (crop regions, "
+                   "equaliser, calibration) is unknown: give --run RUN, the `convert train` folder it came from "
+                   "(or --features iod for a model trained elsewhere with the first models' preprocessing)")
+    else:
+        extra.update(FOREIGN_CONTRACT)
+        print("note: no --run: the first models' crop regions, global equalisation and no calibration go into "
+              "the metadata")
     written = export(loaded.wrapped, a.out_dir, a.name, variants, rep, features, labels, note=a.note,
                      source=Path(a.model).name, crop_size=spec.size, save=loaded.write_saved_model,
                      extra_meta=extra)

@@ -333,6 +333,10 @@ def train_main(a: argparse.Namespace) -> None:
               + (f"; posed tune faces ECE {cal['posed']['ece_before']:.4f} -> {cal['posed']['ece_after']:.4f}"
                  if "posed" in cal else ""))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    # The preprocessing this model needs, which `convert export --run` puts inside the .tflite.
+    from .export import contract_of
+
+    (out / "contract.json").write_text(json.dumps(contract_of(metrics), indent=1, sort_keys=True))
     for name, m in metrics["val"].items():
         print(summary(name, m))
 

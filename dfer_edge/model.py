@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.resources
-import json
 import contextlib
 import os
 import sys
@@ -20,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .detect import EQUALIZERS
 from .errors import ModelError
-from .extract import FEATURE_MODES, FaceInputs
+from .extract import FaceInputs
+from .contract import read_contract, sidecar_path
 from .geometry import DEFAULT_REGIONS, CropRegions
 from .labels import LABELS
 
@@ -80,7 +79,8 @@ def model_path(spec: str | os.PathLike | None) -> Path:
 
 
 def metadata_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
+    """The sidecar: a readable copy of the contract inside the model (contract.py)."""
+    return sidecar_path(model_path)
 
 
 def load_interpreter_class(which: str = "auto") -> tuple[type, str, str]:
@@ -107,7 +107,7 @@ def load_interpreter_class(which: str = "auto") -> tuple[type, str, str]:
 
 @dataclass
 class ModelInfo:
-    """What the sidecar JSON and the model's signature tell us."""
+    """What the model's contract (contract.py) and its signature tell us."""
 
     path: Path
     labels: tuple[str, ...]
@@ -117,29 +117,6 @@ class ModelInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     regions: CropRegions = DEFAULT_REGIONS  # where the crops sit (the sidecar's "crop_regions")
     equalize: str = "global"  # the equaliser it was trained with (the sidecar's "equalize"; old models: global)
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    meta_file = metadata_path(path)
-    if not meta_file.is_file():
-        return {}
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, ValueError) as e:
-        raise ModelError(f"model metadata {meta_file} is not valid JSON ({e}); re-export the model") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"model metadata {meta_file} must be a JSON object; re-export the model")
-    return meta
-
-
-def _temperature(meta: dict[str, Any], path: Path) -> float:
-    """The softmax temperature the sidecar's "calibration" holds (1.0, i.e. none, when it holds none)."""
-    cal = meta.get("calibration", {})
-    t = cal.get("temperature", 1.0) if isinstance(cal, dict) else None
-    if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0.05 <= float(t) <= 20.0:
-        raise ModelError(f"model {path}: calibration temperature {t!r} in its metadata must be a number "
-                         "between 0.05 and 20; fix or re-export it")
-    return float(t)
 
 
 class ExpressionModel:
@@ -152,12 +129,13 @@ class ExpressionModel:
             raise ModelError(f"model file {self.path} not found; pass --model PATH to a .tflite exported by "
                              f"`python -m convert export` or a shipped variant ({', '.join(SHIPPED_VARIANTS)}), "
                              "or reinstall dfer-edge for the default model")
-        meta = read_metadata(self.path)
+        data = self.path.read_bytes()
         cls, self.interpreter_name, self.interpreter_version = load_interpreter_class(interpreter)
         self._interp_cls = cls
         self.recoveries = 0  # interpreters replaced after a failed call (see _recover)
         try:
-            self._interp = cls(model_path=str(self.path), num_threads=threads)
+            self._data = data
+            self._interp = cls(model_content=data, num_threads=threads)
             runner = self._interp.get_signature_runner()
         except (ValueError, RuntimeError) as e:
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -185,32 +163,23 @@ class ExpressionModel:
             raise ModelError(f"model {self.path} has {len(outs)} outputs; expected one probability vector")
         out = next(iter(outs.values()))
         n_out = int(out["shape"][-1])
-        labels = tuple(meta.get("labels", LABELS))
-        if len(labels) != n_out:
-            raise ModelError(f"model {self.path} outputs {n_out} values but its metadata names "
-                             f"{len(labels)} labels; fix {metadata_path(self.path).name}")
-        unknown = [lab for lab in labels if lab not in LABELS]
-        if unknown:
-            raise ModelError(f"model {self.path}: unknown labels {unknown} in its metadata; expected names from {LABELS}")
+        if n_out != len(LABELS):
+            raise ModelError(f"model {self.path} outputs {n_out} values; expected one probability for each of the "
+                             f"{len(LABELS)} expressions (export it with `python -m convert export`)")
+        # The contract (inside the model; its sidecar a copy that must agree), read once: see contract.py.
+        contract = read_contract(self.path, data)
+        if contract.crop_size != size:
+            raise ModelError(f"model {self.path}: its metadata says {contract.crop_size}-px crops, its inputs take "
+                             f"{size}; re-export it")
         self._out = out
-        mode = meta.get("features", "iod")
-        if mode not in FEATURE_MODES:
-            raise ModelError(f"model {self.path}: unknown feature convention {mode!r}; expected one of {FEATURE_MODES}")
-        self.temperature = _temperature(meta, self.path)
-        try:
-            regions = CropRegions.from_dict(meta.get("crop_regions") or {})
-        except (ValueError, TypeError, AttributeError) as e:
-            raise ModelError(f"model {self.path}: crop_regions in its metadata: {e}; fix or re-export it") from None
-        equalize = meta.get("equalize", "global")
-        if equalize not in EQUALIZERS:
-            raise ModelError(f"model {self.path}: unknown equaliser {equalize!r} in its metadata; expected one of "
-                             f"{', '.join(EQUALIZERS)}")
-        self.info = ModelInfo(self.path, labels, size, mode,
-                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, meta, regions, equalize)
+        self.contract = contract
+        self.temperature = contract.temperature
+        labels = contract.labels
+        self.info = ModelInfo(self.path, labels, size, contract.features,
+                              {n: np.dtype(d["dtype"]).name for n, d in details.items()}, contract.raw,
+                              contract.regions, contract.equalize)
         # Reorder outputs into LABELS order whatever order the model declares.
-        self._order = np.array([labels.index(lab) for lab in LABELS]) if set(labels) == set(LABELS) else None
-        if self._order is None:
-            raise ModelError(f"model {self.path}: labels {labels} must be a permutation of {LABELS}")
+        self._order = np.array([labels.index(lab) for lab in LABELS])
         # From here on the interpreter is driven directly through the tensor indices the signature
         # named (binding stays by name); the signature runner re-checks and re-allocates on every call,
         # so it is used only to read those names, and dropped: allocate_tensors refuses to run while it
@@ -268,7 +237,7 @@ class ExpressionModel:
         long-running service down (a failure right after that is a ModelError for that call only)."""
         self.recoveries += 1
         with _quiet_stderr():
-            self._interp = self._interp_cls(model_path=str(self.path), num_threads=self.threads)
+            self._interp = self._interp_cls(model_content=self._data, num_threads=self.threads)
             self._interp.allocate_tensors()
 
     def run(self, right_eye: np.ndarray, left_eye: np.ndarray, mouth: np.ndarray,

@@ -186,3 +186,21 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def model_with(src: Path, dst: Path, drop: tuple[str, ...] = (), **changes) -> Path:
+    """The .tflite `src` copied to `dst` with its contract (dfer_edge/contract.py) changed, inside the model
+    and in the sidecar alike: what a re-export with other settings would give, without TensorFlow."""
+    import json
+
+    from dfer_edge.contract import embedded_metadata, sidecar_path, with_metadata
+
+    data = Path(src).read_bytes()
+    inside = embedded_metadata(data)
+    meta = json.loads(inside) if inside is not None else json.loads(sidecar_path(Path(src)).read_text())
+    meta = {k: v for k, v in {**meta, **changes}.items() if k not in drop}
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(with_metadata(data, meta))
+    sidecar_path(dst).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return dst

@@ -13,6 +13,7 @@ from dfer_edge.calibration import expected_calibration_error, reliability, tempe
 from dfer_edge.errors import ModelError
 from dfer_edge.geometry import DEFAULT_REGIONS, CropRegions
 from dfer_edge.model import ExpressionModel, default_model_path
+from tests.helpers import model_with
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -83,25 +84,19 @@ def test_two_kinds_of_face_weigh_the_same_whatever_their_size():
     assert best_temperature(*posed, [wild]) == t  # the order of the sets does not matter
 
 
-# --- the sidecar ---------------------------------------------------------------------------------
+# --- the model's contract (inside the .tflite, sidecar a copy) --------------------------------------
 
-def copy_model(folder, **meta_changes):
-    """The shipped default model, copied into `folder` with its sidecar changed."""
+def copy_model(folder, drop: tuple[str, ...] = (), **meta_changes):
+    """The shipped default model, copied into `folder` with its contract changed (inside and sidecar)."""
     src = default_model_path()
-    folder.mkdir(parents=True, exist_ok=True)
-    dst = folder / src.name
-    shutil.copy(src, dst)
-    meta = json.loads(src.with_suffix(".json").read_text())
-    meta.update(meta_changes)
-    dst.with_suffix(".json").write_text(json.dumps(meta))
-    return dst
+    return model_with(src, folder / src.name, drop, **meta_changes)
 
 
-def test_recognizer_applies_the_sidecar_temperature(tmp_path, fer_val_faces):
+def test_recognizer_applies_the_contract_temperature(tmp_path, fer_val_faces):
     from dfer_edge.recognizer import Recognizer
 
-    plain = Recognizer(model=copy_model(tmp_path / "plain", calibration={}))
-    hot = Recognizer(model=copy_model(tmp_path / "hot", calibration={"temperature": 2.5}))
+    plain = Recognizer(model=copy_model(tmp_path / "plain", calibration={"temperature": 1.0, "fitted_on": "none"}))
+    hot = Recognizer(model=copy_model(tmp_path / "hot", calibration={"temperature": 2.5, "fitted_on": "a test"}))
     assert (plain.model.temperature, hot.model.temperature) == (1.0, 2.5)
     for face in fer_val_faces.faces[::9]:
         p, q = plain.probabilities(face), hot.probabilities(face)
@@ -112,21 +107,24 @@ def test_recognizer_applies_the_sidecar_temperature(tmp_path, fer_val_faces):
 @pytest.mark.parametrize("bad", [0, -1, "hot", True, 100.0, [1.0]])
 def test_bad_temperature_is_a_model_error(tmp_path, bad):
     with pytest.raises(ModelError, match="calibration temperature"):
-        ExpressionModel(copy_model(tmp_path, calibration={"temperature": bad}))
+        ExpressionModel(copy_model(tmp_path, calibration={"temperature": bad, "fitted_on": "a test"}))
 
 
-def test_crop_regions_come_from_the_sidecar(tmp_path, fer_val_faces):
+def test_a_temperature_must_say_what_it_was_fitted_on(tmp_path):
+    with pytest.raises(ModelError, match="calibration without fitted_on"):
+        ExpressionModel(copy_model(tmp_path, calibration={"temperature": 0.7}))
+
+
+def test_crop_regions_come_from_the_contract(tmp_path, fer_val_faces):
     wide = {"eye_side": 0.75, "eye_inward": 0.05, "mouth_side": 1.1, "mouth_raise": 0.12}
     m = ExpressionModel(copy_model(tmp_path, crop_regions=wide))
     assert m.info.regions == CropRegions(**wide) != DEFAULT_REGIONS
     shipped = json.loads(default_model_path().with_suffix(".json").read_text())
     assert ExpressionModel(default_model_path()).info.regions == CropRegions.from_dict(shipped["crop_regions"])
-    # A sidecar without regions (a model from before they were recorded) runs with the first models' regions.
-    old = copy_model(tmp_path / "old")
-    meta = json.loads(old.with_suffix(".json").read_text())
-    del meta["crop_regions"]
-    old.with_suffix(".json").write_text(json.dumps(meta))
-    assert ExpressionModel(old).info.regions == DEFAULT_REGIONS
+    # {} is the first models' regions, said explicitly; a contract without the field is refused.
+    assert ExpressionModel(copy_model(tmp_path / "first", crop_regions={})).info.regions == DEFAULT_REGIONS
+    with pytest.raises(ModelError, match="no crop_regions in its metadata"):
+        ExpressionModel(copy_model(tmp_path / "old", drop=("crop_regions",)))
 
 
 @pytest.mark.parametrize("bad", [{"eye_width": 1.0}, {"mouth_side": -0.5}, {"eye_side": "big"}, ["x"]])

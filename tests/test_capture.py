@@ -149,12 +149,11 @@ def test_ready_crops_are_denoised_only_when_noisy():
 
 
 def test_local_equaliser_is_an_option_and_a_model_names_its_own(tmp_path):
-    """--equalize clahe changes the working image; a model's sidecar says which equaliser it was trained
+    """--equalize clahe changes the working image; a model's contract says which equaliser it was trained
     with and the pipeline follows it; a bad name is a one-line error."""
-    import shutil
-
     from dfer_edge.errors import ModelError
     from dfer_edge.model import default_model_path
+    from tests.helpers import model_with
     from dfer_edge.options import RecognizerOptions
     from dfer_edge.pipeline import Pipeline
 
@@ -163,13 +162,10 @@ def test_local_equaliser_is_an_option_and_a_model_names_its_own(tmp_path):
     assert g.image.shape == c.image.shape and not np.array_equal(g.image, c.image)
     assert Pipeline(RecognizerOptions(small_faces=False)).equalize == "global"  # the shipped model's (no field)
     src = default_model_path()
-    model = tmp_path / src.name
-    shutil.copy(src, model)
-    meta = json.loads(src.with_suffix(".json").read_text())
-    model.with_suffix(".json").write_text(json.dumps({**meta, "equalize": "clahe"}))
+    model = model_with(src, tmp_path / src.name, equalize="clahe")
     assert Pipeline(RecognizerOptions(model=model, small_faces=False)).equalize == "clahe"
     assert Pipeline(RecognizerOptions(model=model, small_faces=False, equalize="global")).equalize == "global"
-    model.with_suffix(".json").write_text(json.dumps({**meta, "equalize": "local"}))
+    model = model_with(src, tmp_path / "local" / src.name, equalize="local")
     with pytest.raises(ModelError, match="unknown equaliser 'local'"):
         Pipeline(RecognizerOptions(model=model, small_faces=False))
     r = subprocess.run([*CLI, "predict", str(REPO / "samples" / "astronaut.jpg"), "--equalize", "fog"],

@@ -28,7 +28,7 @@ import pytest
 
 from dfer_edge.errors import DferError
 from dfer_edge.labels import LABELS
-from tests.helpers import KDEF, PHOTOS
+from tests.helpers import KDEF, PHOTOS, model_with
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "astronaut.jpg"
@@ -264,8 +264,22 @@ def wrong_shape_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def bare_model(tmp_path_factory) -> Path:
+    """The shipped int8 graph without its contract: what a hand conversion, or a tool that drops metadata, gives."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    from dfer_edge.contract import DFER_METADATA
+
+    m = fu.read_model(str(REPO / "models" / "dfer-int8.tflite"))
+    m.metadata = [x for x in m.metadata if x.name.decode() != DFER_METADATA]
+    path = tmp_path_factory.mktemp("bare") / "bare.tflite"
+    path.write_bytes(bytes(fu.convert_object_to_bytearray(m)))
+    return path
+
+
 MODEL_CASES = ["model-missing", "model-corrupt", "model-wrong-names", "model-wrong-shapes", "model-wrong-label-count",
-               "landmarks-missing", "landmarks-corrupt"]
+               "model-without-contract", "model-sidecar-disagrees", "landmarks-missing", "landmarks-corrupt"]
 
 
 @pytest.mark.parametrize("case", MODEL_CASES)
@@ -287,12 +301,18 @@ def test_model_problem_is_one_line_at_load_time(case, tmp_path, request):
         f = request.getfixturevalue("wrong_shape_model")
         args, fix = ["--model", str(f)], "expected [1, N, N, 1]"
     elif case == "model-wrong-label-count":
-        f = tmp_path / "six.tflite"
+        f = model_with(shipped, tmp_path / "six.tflite", labels=list(LABELS[:6]))
+        args, fix = ["--model", str(f)], "re-export"
+    elif case == "model-without-contract":  # a model converted by hand: the right graph, no contract
+        f = tmp_path / "bare.tflite"
+        f.write_bytes(request.getfixturevalue("bare_model").read_bytes())
+        args, fix = ["--model", str(f)], "carries no dfer-edge metadata"
+    elif case == "model-sidecar-disagrees":
+        f = tmp_path / "edited.tflite"
         shutil.copyfile(shipped, f)
         meta = json.loads(shipped.with_suffix(".json").read_text())
-        meta["labels"] = list(LABELS[:6])
-        f.with_suffix(".json").write_text(json.dumps(meta))
-        args, fix = ["--model", str(f)], "fix six.json"
+        f.with_suffix(".json").write_text(json.dumps({**meta, "equalize": "clahe"}))
+        args, fix = ["--model", str(f)], "disagrees with the metadata inside the model (equalize)"
     elif case == "landmarks-missing":
         f = tmp_path / "none.dat"
         args, fix = ["--landmarks", str(f)], "pip install face_recognition_models"

@@ -138,9 +138,21 @@ def test_extract_train_teach_export_and_run(tmp_path, capsys):
     assert "calibration" not in json.loads((student / "metrics.json").read_text())
 
     out = tmp_path / "models"
+    contract = json.loads((run / "contract.json").read_text())  # train writes what export needs
+    assert contract["equalize"] == "clahe" and contract["calibration"]["temperature"] == cal["temperature"]
+    capsys.readouterr()
+    assert main(["export", str(run / "model.keras"), "--out-dir", str(out / "bare"), "--variants", "float32"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: model.keras is a model of this project's") and "--run RUN" in err and "\n" not in err
+    assert not (out / "bare").exists() or not any((out / "bare").iterdir())
     assert main(["export", str(run / "model.keras"), "--out-dir", str(out), "--variants", "float32", "--run", str(run)]) == 0
     meta = json.loads((out / "dfer-float32.json").read_text())
     assert meta["calibration"]["temperature"] == cal["temperature"]
+    from dfer_edge.contract import embedded_metadata
+
+    inside = json.loads(embedded_metadata((out / "dfer-float32.tflite").read_bytes()))
+    assert inside == meta  # the contract travels inside the model; the sidecar is its copy
+    (out / "dfer-float32.json").unlink()  # a model copied alone keeps its settings
     model = ExpressionModel(out / "dfer-float32.tflite")
     assert model.temperature == cal["temperature"]
     assert model.info.regions == CropRegions(eye_side=0.75, eye_raise=0.15, eye_inward=0.05, mouth_side=1.1,
