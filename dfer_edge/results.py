@@ -25,7 +25,15 @@ class Scored:
     """The top label and its score, for anything holding a `box` and `probabilities` (Face, TrackedFace)."""
 
     box: tuple[int, int, int, int]
+    landmarks: np.ndarray
     probabilities: dict[str, float]
+
+    @property
+    def iod_px(self) -> float:
+        """Inter-ocular distance (outer eye corners, landmarks 36 and 45) in original pixels: how many pixels
+        the face had. Training faces have 100-140 in the images the model saw; below ~25 an answer rests on
+        little (filter on it)."""
+        return float(np.hypot(*(self.landmarks[45] - self.landmarks[36])))
 
     @property
     def label(self) -> str:
@@ -42,7 +50,8 @@ class Scored:
 
     def to_dict(self) -> dict[str, Any]:
         return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}}
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "iod_px": round(self.iod_px, 1)}
 
 
 @dataclass(frozen=True)
@@ -85,14 +94,14 @@ def frame_record(index: int, t: float, faces: list[TrackedFace], detected: bool)
 # probabilities are seven columns in LABELS order. An input or frame without a face is one row with the
 # face columns empty, so every input appears in the file.
 
-_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "label", "score", *LABELS)
+_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px")
 
 RESULT_CSV_HEADER = ("path", "face", *_FACE_COLUMNS, "error")  # predict --csv
 FRAME_CSV_HEADER = ("frame", "t", "detected", "id", *_FACE_COLUMNS)  # watch --csv
 
 
 def _face_cells(face: dict[str, Any]) -> list[Any]:
-    return [*face["box"], face["label"], face["score"], *(face["probabilities"][lab] for lab in LABELS)]
+    return [*face["box"], face["label"], face["score"], *(face["probabilities"][lab] for lab in LABELS), face["iod_px"]]
 
 
 _NO_FACE = [None] * len(_FACE_COLUMNS)

@@ -51,7 +51,8 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def check_face(face: dict, size: tuple[int, int]) -> None:
     """One face object of the JSON output is well formed and self-consistent."""
-    assert set(face) == {"box", "label", "score", "probabilities"}
+    assert set(face) == {"box", "label", "score", "probabilities", "iod_px"}
+    assert isinstance(face["iod_px"], float) and 0 < face["iod_px"] < max(size)
     box = face["box"]
     assert len(box) == 4 and all(type(v) is int for v in box)
     x1, y1, x2, y2 = box

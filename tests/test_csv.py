@@ -18,7 +18,7 @@ from dfer_edge.results import FRAME_CSV_HEADER, RESULT_CSV_HEADER
 from tests.helpers import KDEF, PHOTOS, kdef_frames, run_cli
 
 ANGRY, GROUP, NON_FACE = PHOTOS / "angry.jpg", PHOTOS / "group.jpeg", PHOTOS / "non_face.jpg"
-FACE_COLUMNS = ["x1", "y1", "x2", "y2", "label", "score", *LABELS]
+FACE_COLUMNS = ["x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px"]
 BLANK_FRAMES = 6  # frames without a face before the KDEF subject appears
 
 
@@ -36,6 +36,7 @@ def same_face(row: dict[str, str], face: dict) -> None:
     assert [int(row[k]) for k in ("x1", "y1", "x2", "y2")] == face["box"]
     assert row["label"] == face["label"] and float(row["score"]) == face["score"]
     assert [float(row[lab]) for lab in LABELS] == [face["probabilities"][lab] for lab in LABELS]
+    assert float(row["iod_px"]) == face["iod_px"] > 0
 
 
 # --- predict --------------------------------------------------------------------------------------
