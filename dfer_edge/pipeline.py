@@ -210,16 +210,25 @@ class Pipeline:
         return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
 
     def face_at(self, work: WorkingImage, rect: dlib.rectangle,
-                source: Callable[[], tuple[np.ndarray, float]]) -> FoundFace:
+                source: Callable[[int], tuple[np.ndarray, float]]) -> FoundFace:
         """Steps 3-5 for one face of a still image. A small face (closeup.SMALL_IOD) is fitted, cut and
-        scored on a close-up of `source()` (the photo at the most pixels there are, and original pixels per
-        pixel of it), scaled to training-face size; its points come back in working-image pixels, like
-        every other face's."""
+        scored on a close-up of the photo, scaled to training-face size; its points come back in
+        working-image pixels, like every other face's. `source(k)` decodes the photo again at 1/k of its
+        size at most (a JPEG can be decoded reduced) when the first decode has too few pixels of the face:
+        (gray, original pixels per pixel of it)."""
         pts = self.fit(work.image, rect)
-        if not self.options.closeup or geometry.inter_ocular(pts) >= closeup.SMALL_IOD:
+        iod = geometry.inter_ocular(pts)
+        if not self.options.closeup or iod >= closeup.SMALL_IOD:
             inputs = self.cut(work.image, pts)
             return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
-        src, src_factor = source()
+        # The decoded image when it has the pixels a training face has (a reduced JPEG decode often does),
+        # else the photo decoded whole.
+        decoded = source_of(work)
+        iod_decoded = iod * decoded.shape[1] / work.image.shape[1]
+        if iod_decoded >= closeup.TARGET_IOD or work.factor <= 1:
+            src, src_factor = decoded, work.factor
+        else:  # decode again, only as much larger as this face needs
+            src, src_factor = source(max(1, int(iod_decoded * work.factor // closeup.TARGET_IOD)))
         k = work.to_original / src_factor  # source pixels per working pixel
         win = closeup.window_for((pts + 0.5) * k - 0.5, src.shape)
         with self._stage("preprocess"):
@@ -244,12 +253,12 @@ class Pipeline:
             rects = rects[:max_faces]
 
         @functools.cache
-        def source() -> tuple[np.ndarray, float]:
-            # Decoded reduced (a large JPEG): decode it whole, once, for the small faces only.
-            if work.factor > 1 and not isinstance(image, np.ndarray):
-                with self._stage("decode"):
-                    return load_gray(image, name), 1.0
-            return source_of(work), work.factor
+        def source(k: int) -> tuple[np.ndarray, float]:
+            # Decoded reduced (a large JPEG): decode it again at 1/k or more, once per k, for small faces only.
+            if isinstance(image, np.ndarray):
+                return source_of(work), work.factor
+            with self._stage("decode"):
+                return load_gray_for_width(image, -(-min(work.original_size) // k), name)
 
         return work, [self.face_at(work, r, source) for r in rects]
 
