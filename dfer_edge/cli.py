@@ -116,13 +116,17 @@ def write_json(path: Optional[Path], doc: Any) -> None:
         fail(f"cannot write {path}: {e.strerror or e}")
 
 
-def make_recognizer(options: RecognizerOptions):
+def make_recognizer(options: RecognizerOptions, still: bool = True):
+    """The Recognizer, or a one-line exit. `still`: the command reads still images, so the second look for
+    small faces is built now and any warning about it shown before work starts (video never builds it)."""
     from .pixel_limit import max_pixels
     from .recognizer import Recognizer
 
     try:
         max_pixels()  # a bad DFER_MAX_PIXELS is one line before any work, not one per image
         rec = Recognizer(options)
+        if still or options.small_faces:
+            rec.pipeline.search  # noqa: B018 - built now: its errors and warnings come before any work
     except DferError as e:
         fail(str(e))
     for note in rec.pipeline.notes:
@@ -491,7 +495,7 @@ def watch(
         fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
     if save is not None and not save.parent.is_dir():
         fail(f"cannot write {save}: folder {save.parent} does not exist")
-    rec = make_recognizer(options)
+    rec = make_recognizer(options, still=False)
     log = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
     try:
         src = open_source(source, reconnect, log)

@@ -104,7 +104,7 @@ class Pipeline:
         self.crop_detector = FaceDetector(0, dlib_detector=getattr(self.detector, "dlib_detector", None))
         self.times: StageTimes | None = None
         self.notes: list[str] = []  # set-up warnings a caller may show (e.g. a missing optional model)
-        self.search = self._small_face_search(options)
+        self._search: list = []  # the second look for small faces, built on first use (video never needs it)
         self._pool: list[ThreadPoolExecutor] = []  # one worker for BlazeFace, made on first use (after a fork)
 
     @staticmethod
@@ -117,6 +117,15 @@ class Pipeline:
             return BlazeFaceDetector(BlazeFace("short", options.detector_model, threads=1,
                                                interpreter=options.interpreter), landmarks)
         raise DferError(f"unknown detector {options.detector!r}; expected hog or blazeface")
+
+    @property
+    def search(self):
+        """The second look for small faces (or None), built the first time a still image needs it: video
+        never does, and building it costs BlazeFace's interpreter (tens of ms, ~20 MiB) and, on a machine
+        without its weights, a warning about something video does not use."""
+        if not self._search:
+            self._search.append(self._small_face_search(self.options))
+        return self._search[0]
 
     def _small_face_search(self, options: RecognizerOptions):
         """The second look for small faces, or None. Asked for explicitly, missing weights are an error;
@@ -162,7 +171,8 @@ class Pipeline:
         """Step 2: every face, largest first. For a still image (or when the options ask for it) small
         faces too: BlazeFace looks for candidates on a second core while HOG scans, then HOG checks
         each candidate it did not find itself (small_faces.py)."""
-        search = self.search if (self.options.small_faces or (still and self.options.small_faces is None)) else None
+        wanted = self.options.small_faces or (still and self.options.small_faces is None)
+        search = self.search if wanted else None
         with self._stage("detect"):
             if search is None:
                 return self.detector(work.image)

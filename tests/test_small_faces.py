@@ -187,3 +187,16 @@ def test_close_up_landmarks_land_on_the_face_in_the_photo():
     assert err < 0.1, err
     assert small.iod_px == pytest.approx(iod, rel=0.15)
     assert flat is not None and small.probabilities != flat.probabilities  # the close-up is what was scored
+
+
+def test_video_never_builds_the_second_look():
+    """FaceTracker (watch) does not look for small faces: BlazeFace's interpreter is not even made; the first
+    still image makes it."""
+    from dfer_edge.tracking import FaceTracker
+
+    frame = next(f for f, _ in kdef_frames(hold=1)) if KDEF.is_dir() else pytest.skip(f"shared test data not available: {KDEF}")
+    with Recognizer() as rec:
+        faces, _ = FaceTracker(rec).process(frame, 0.0)
+        assert faces and rec.pipeline._search == []
+        rec.predict(frame)
+        assert rec.pipeline._search and rec.pipeline._search[0] is not None
