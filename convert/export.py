@@ -289,8 +289,7 @@ def export_main(a: argparse.Namespace) -> None:
         raise fail(f"{Path(a.model).name} is a model of this project's, but how its inputs were made (crop regions, "
                    "equaliser, calibration) is unknown: give --run RUN, the `convert train` folder it came from "
                    "(or --features iod for a model trained elsewhere with the first models' preprocessing)")
-    else:
-        extra.update(FOREIGN_CONTRACT)
+    else:  # export() writes FOREIGN_CONTRACT where no run says otherwise
         print("note: no --run: the first models' crop regions, global equalisation and no calibration go into "
               "the metadata")
     written = export(loaded.wrapped, a.out_dir, a.name, variants, rep, features, labels, note=a.note,

@@ -535,8 +535,6 @@ def watch(
         if csv_out:
             sys.stdout.write(csv_line(FRAME_CSV_HEADER) + "\n")
         summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit, stopping)
-    except BrokenPipeError:  # the consumer of --jsonl or --csv went away (e.g. `| head`): stop quietly
-        reader_gone()
     except DferError as e:
         fail(str(e))
     finally:

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .contract import read_contract
 from .errors import ModelError
 from .extract import FaceInputs
-from .contract import read_contract, sidecar_path
 from .geometry import DEFAULT_REGIONS, CropRegions
 from .labels import LABELS
 
@@ -78,11 +78,6 @@ def model_path(spec: str | os.PathLike | None) -> Path:
     return Path(spec)
 
 
-def metadata_path(model_path: Path) -> Path:
-    """The sidecar: a readable copy of the contract inside the model (contract.py)."""
-    return sidecar_path(model_path)
-
-
 def load_interpreter_class(which: str = "auto") -> tuple[type, str, str]:
     """(Interpreter class, interpreter name, version): litert first, then tflite-runtime."""
     names = list(INTERPRETERS) if which == "auto" else [which]
@@ -115,8 +110,8 @@ class ModelInfo:
     feature_mode: str
     input_dtypes: dict[str, str]
     metadata: dict[str, Any] = field(default_factory=dict)
-    regions: CropRegions = DEFAULT_REGIONS  # where the crops sit (the sidecar's "crop_regions")
-    equalize: str = "global"  # the equaliser it was trained with (the sidecar's "equalize"; old models: global)
+    regions: CropRegions = DEFAULT_REGIONS  # where the crops sit (the contract's "crop_regions")
+    equalize: str = "global"  # the equaliser it was trained with (the contract's "equalize")
 
 
 class ExpressionModel:

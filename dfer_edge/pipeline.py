@@ -215,9 +215,15 @@ class Pipeline:
 
     def face(self, image: np.ndarray, rect: dlib.rectangle) -> FoundFace:
         """Steps 3-5 for one face box."""
-        pts = self.fit(image, rect)
-        inputs = self.cut(image, pts)
-        return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
+        return self._found(rect, image, self.fit(image, rect))
+
+    def _found(self, rect: dlib.rectangle, image: np.ndarray, points: np.ndarray,
+               reported: np.ndarray | None = None) -> FoundFace:
+        """Steps 4-5 on `image`, whose 68 `points` are fitted; `reported`: the points in working-image
+        pixels when `image` is another image (a close-up)."""
+        inputs = self.cut(image, points)
+        return FoundFace(rect, points if reported is None else reported, inputs,
+                         self.score(inputs) if self.model is not None else None)
 
     def face_at(self, work: WorkingImage, rect: dlib.rectangle,
                 source: Callable[[int], tuple[np.ndarray, float]]) -> FoundFace:
@@ -229,10 +235,9 @@ class Pipeline:
         pts = self.fit(work.image, rect)
         iod = geometry.inter_ocular(pts)
         if not self.options.closeup or iod >= closeup.SMALL_IOD:
-            inputs = self.cut(work.image, pts)
-            return FoundFace(rect, pts, inputs, self.score(inputs) if self.model is not None else None)
-        # The decoded image when it has the pixels a training face has (a reduced JPEG decode often does),
-        # else the photo decoded whole.
+            return self._found(rect, work.image, pts)
+        # The decoded image when it has the pixels a training face has (a reduced JPEG decode often does) or
+        # is all there is; else the photo decoded again at the largest reduction that has them.
         decoded = source_of(work)
         iod_decoded = iod * decoded.shape[1] / work.image.shape[1]
         if iod_decoded >= closeup.TARGET_IOD or work.factor <= 1:
@@ -249,9 +254,7 @@ class Pipeline:
         x1, y1, x2, y2 = win.edges_from_source((left * k, top * k, (right + 1) * k, (bottom + 1) * k))
         near = dlib.rectangle(round(x1), round(y1), max(round(x1), round(x2) - 1), max(round(y1), round(y2) - 1))
         pts = self.fit(image, near)
-        inputs = self.cut(image, pts)
-        back = (win.to_source(pts) + 0.5) / k - 0.5
-        return FoundFace(rect, back, inputs, self.score(inputs) if self.model is not None else None)
+        return self._found(rect, image, pts, reported=(win.to_source(pts) + 0.5) / k - 0.5)
 
     def run(self, image: ImageInput, name: str | None = None,
             max_faces: int | None = None) -> tuple[WorkingImage, list[FoundFace]]:
@@ -264,9 +267,8 @@ class Pipeline:
 
         @functools.cache
         def source(k: int) -> tuple[np.ndarray, float]:
-            # Decoded reduced (a large JPEG): decode it again at 1/k or more, once per k, for small faces only.
-            if isinstance(image, np.ndarray):
-                return source_of(work), work.factor
+            # Only a file or bytes decoded reduced (a large JPEG; work.factor > 1) gets here: decode it again
+            # at 1/k or more, once per k, for small faces only.
             with self._stage("decode"):
                 return load_gray_for_width(image, -(-min(work.original_size) // k), name)
 
