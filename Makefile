@@ -144,3 +144,13 @@ watch-fps: $(VENV)/.runtime
 DEBIAN ?= both
 arm64-check: $(VENV)/.runtime
 	DEBIAN='$(DEBIAN)' X86_PYTHON=$(abspath $(BIN))/python bash benchmarks/arm64/check.sh
+
+# The generated parts of docs/: the command-line reference docs/cli.md (from docs/cli.md.in and the Typer
+# app; tests/test_docs.py fails when it is out of date) and the README's picture, drawn by the product itself
+# (`predict --annotate`) on the sample photo.
+.PHONY: docs
+docs: $(VENV)/.runtime
+	$(BIN)/python docs/make_cli.py
+	rm -rf docs/img/.annotate && mkdir -p docs/img
+	$(BIN)/dfer-edge predict samples/astronaut.jpg --annotate docs/img/.annotate
+	mv docs/img/.annotate/astronaut.jpg docs/img/astronaut-annotated.jpg && rmdir docs/img/.annotate
