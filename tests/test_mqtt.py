@@ -154,6 +154,10 @@ class Subscriber:
         with self._lock:
             self.messages.append(Received(msg.topic, msg.payload.decode(), bool(msg.retain)))
 
+    def on_any(self) -> list[Received]:
+        with self._lock:
+            return list(self.messages)
+
     def on(self, topic: str) -> list[Received]:
         with self._lock:
             return [m for m in self.messages if m.topic == topic]
@@ -354,7 +358,7 @@ def test_discovery_configs_retained_and_resent_on_ha_birth(broker, subscribers, 
         assert config["device"] == {"identifiers": [node], "name": "dfer-edge kiosk", "manufacturer": "dfer-edge",
                                     "model": "kiosk expression analytics", "sw_version": __version__}
         assert config["unique_id"] == f"{node}_{topic.split('/')[-2]}"
-    assert set(m.topic for m in late.messages if m.topic.endswith("/config")) == topics
+    assert set(m.topic for m in late.on_any() if m.topic.endswith("/config")) == topics
     faces = json.loads(late.on(f"homeassistant/sensor/{node}/faces/config")[-1].payload)
     assert faces["state_topic"] == "shop/entrance/kiosk/faces" and faces["state_class"] == "measurement"
     expression = json.loads(late.on(f"homeassistant/sensor/{node}/expression/config")[-1].payload)
@@ -363,13 +367,13 @@ def test_discovery_configs_retained_and_resent_on_ha_birth(broker, subscribers, 
     dwell = json.loads(late.on(f"homeassistant/sensor/{node}/last_visit_dwell/config")[-1].payload)
     assert dwell["unit_of_measurement"] == "s" and dwell["state_topic"] == "shop/entrance/kiosk/last_visit"
 
-    n = len([m for m in live.messages if m.topic.endswith("/config")])
-    assert n == len(topics)
+    def configs_seen() -> int:
+        return len([m for m in live.on_any() if m.topic.endswith("/config")])
+    wait_until(lambda: configs_seen() == len(topics), what="the discovery configs")
     live.publish("homeassistant/status", "offline")
     live.publish("homeassistant/status", "online")  # Home Assistant (re)started
-    wait_until(lambda: len([m for m in live.messages if m.topic.endswith("/config")]) == 2 * len(topics),
-               what="discovery configs sent again")
-    assert {m.topic for m in live.messages[-len(topics):]} == topics
+    wait_until(lambda: configs_seen() == 2 * len(topics), what="discovery configs sent again")
+    assert {m.topic for m in live.on_any()[-len(topics):]} == topics
 
 
 def test_clean_close_publishes_offline(broker, subscribers, publishers):
@@ -377,11 +381,13 @@ def test_clean_close_publishes_offline(broker, subscribers, publishers):
     with MqttPublisher(target(broker.port), camera="kiosk") as pub:
         live.wait_for("dfer-edge/available", "online")
         pub.publish_event(EVENT)
-    # close() returned: the broker already has the event and `offline`
-    assert [m.payload for m in live.on("dfer-edge/available")] == ["online", "offline"]
-    assert len(live.on("dfer-edge/kiosk/events")) == 1
+    # close() returned, so the broker has acknowledged `offline` (and the event before it): a subscriber
+    # that connects now gets it retained
     late = subscribers(broker.port, "dfer-edge/available")
     assert late.wait_for("dfer-edge/available").payload == "offline"
+    live.wait_for("dfer-edge/available", "offline")
+    assert [m.payload for m in live.on("dfer-edge/available")] == ["online", "offline"]
+    assert len(live.on("dfer-edge/kiosk/events")) == 1
 
 
 def test_last_will_says_offline_when_the_process_is_killed(broker, subscribers, tmp_path):
@@ -397,6 +403,8 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, subscribers, 
         time.sleep(60)
     """))
     child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(30, child.kill)  # a child that never says "ready" must not hang the test
+    watchdog.start()
     try:
         assert child.stdout.readline().strip() == "ready"
         live.wait_for("dfer-edge/available", "online")
@@ -404,6 +412,7 @@ def test_last_will_says_offline_when_the_process_is_killed(broker, subscribers, 
         child.wait(5)
         assert live.wait_for("dfer-edge/available", "offline").payload == "offline"
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             child.kill()
             child.wait()
@@ -432,7 +441,8 @@ def test_broker_down_at_start_then_up(stopped_broker, subscribers, publishers):
     live.wait_for("dfer-edge/kiosk/faces", "3")
     live.wait_for("dfer-edge/kiosk/expression", "surprise")
     live.wait_for("dfer-edge/available", "online")
-    assert len(warn) == 2 and "connected again, sent 5 queued events" in warn[1]
+    wait_until(lambda: len(warn) == 2, what="the line saying it is connected")
+    assert "connected again, sent 5 queued events" in warn[1]
 
 
 def test_broker_restart_mid_run(broker, subscribers, publishers, tmp_path):
