@@ -68,10 +68,16 @@ FlipLandmarks = Annotated[bool, typer.Option(
     "--flip-landmarks/--no-flip-landmarks", help="also fit the landmarks on the mirrored face and average "
     "(steadier under blur and noise; one more landmark fit per face)")]
 
+LookingYaw = Annotated[float, typer.Option(
+    "--looking-yaw", min=0.0, max=90.0, help="a face counts as looking at the camera when turned sideways by at most "
+    "this many degrees (and --looking-pitch up or down)")]
+LookingPitch = Annotated[float, typer.Option(
+    "--looking-pitch", min=0.0, max=90.0, help="largest tilt up or down, in degrees, of a face that counts as looking")]
+
 SHARED_OPTIONS = {"model": ModelPath, "landmarks": LandmarksPath, "upsample": Upsample, "threads": Threads,
                   "width": Width, "min_score": MinScore, "flip_average": FlipAverage, "detect_width": DetectWidth,
                   "denoise": Denoise, "equalize": Equalize, "flip_landmarks": FlipLandmarks, "detector": Detector, "small_faces": SmallFaces, "detector_model": DetectorModel,
-                  "closeup": Closeup}
+                  "closeup": Closeup, "looking_yaw": LookingYaw, "looking_pitch": LookingPitch}
 
 
 def pipeline_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -38,6 +38,11 @@ class RecognizerOptions:
     # A still image's small faces (inter-ocular distance under closeup.SMALL_IOD working pixels) are fitted
     # and cut on a close-up of the decoded photo at training-face size (closeup.py), not on the working image.
     closeup: bool = True
+    # A face is "looking" (at the camera, so at the screen beside it) when its head is turned less than this
+    # many degrees sideways and up or down (pose.py; KDEF's straight views read |yaw| < 7 for 90% of faces,
+    # its 45-deg half profiles > 38; pitch is rougher, so its limit is wider).
+    looking_yaw: float = 25.0
+    looking_pitch: float = 30.0
 
     def replace(self, **changes: Any) -> RecognizerOptions:
         """A copy with some settings changed (the options are frozen, so one object can be shared)."""

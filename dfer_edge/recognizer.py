@@ -19,6 +19,7 @@ from .landmarks import LandmarkModel
 from .model import ExpressionModel
 from .options import RecognizerOptions, options_from
 from .pipeline import Pipeline
+from .pose import head_pose
 from .results import Category, Face, Scored, result_record
 
 __all__ = ["Category", "Face", "Recognizer", "RecognizerOptions", "Scored", "result_record"]
@@ -87,14 +88,23 @@ class Recognizer:
 
     def _faces(self, image: ImageInput, max_faces: int | None) -> list[Face]:
         work, found = self.pipeline.run(image, max_faces=max_faces)
-        return [Face(work.box_to_original(rect_to_box(f.rect)), work.points_to_original(f.landmarks),
-                     as_dict(f.probabilities)) for f in found]
+        return [self._face(work.box_to_original(rect_to_box(f.rect)), work.points_to_original(f.landmarks),
+                           f.probabilities, work.original_size) for f in found]
+
+    def _face(self, box: tuple[int, int, int, int], points: np.ndarray, probabilities: np.ndarray,
+              image_size: tuple[int, int]) -> Face:
+        pose = head_pose(points, image_size)
+        return Face(box, points, as_dict(probabilities), pose, self.looks(pose))
+
+    def looks(self, pose) -> bool:
+        """Whether a face with this head pose counts as looking at the camera (the options' limits)."""
+        return pose.looking(self.options.looking_yaw, self.options.looking_pitch)
 
     def predict_crop(self, image: ImageInput) -> Face:
         """An image that is already a face crop (e.g. FER2013's 48x48): the whole image is the face."""
         rc, f = self.pipeline.run_crop(image)
         h, w = rc.original_shape
-        return Face((0, 0, w, h), rc.to_original(f.landmarks), as_dict(f.probabilities))
+        return self._face((0, 0, w, h), rc.to_original(f.landmarks), f.probabilities, (w, h))
 
 
 def as_dict(probabilities: np.ndarray) -> dict[str, float]:

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .labels import LABELS
+from .pose import HeadPose
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Scored:
     box: tuple[int, int, int, int]
     landmarks: np.ndarray
     probabilities: dict[str, float]
+    pose: HeadPose | None
+    looking: bool | None
 
     @property
     def iod_px(self) -> float:
@@ -49,9 +52,12 @@ class Scored:
         return sorted((Category(k, v) for k, v in self.probabilities.items()), key=lambda c: -c.score)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-                "iod_px": round(self.iod_px, 1)}
+        d = {"box": list(self.box), "label": self.label, "score": round(self.score, 6),
+             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+             "iod_px": round(self.iod_px, 1)}
+        if self.pose is not None:
+            d.update(pose=self.pose.to_dict(), looking=self.looking)
+        return d
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,8 @@ class Face(Scored):
     box: tuple[int, int, int, int]  # x1, y1, x2, y2: the detector box grown by detect.BOX_MARGIN, clipped
     landmarks: np.ndarray  # (68, 2) float, original-image pixels
     probabilities: dict[str, float]  # in LABELS order
+    pose: HeadPose | None = None  # which way the head is turned (pose.py)
+    looking: bool | None = None  # turned towards the camera, within the options' limits
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,8 @@ class TrackedFace(Scored):
     landmarks: np.ndarray
     probabilities: dict[str, float]  # smoothed when smoothing is on
     detected: bool  # this frame's box came from the detector, not from tracking
+    pose: HeadPose | None = None
+    looking: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **super().to_dict()}
@@ -94,14 +104,17 @@ def frame_record(index: int, t: float, faces: list[TrackedFace], detected: bool)
 # probabilities are seven columns in LABELS order. An input or frame without a face is one row with the
 # face columns empty, so every input appears in the file.
 
-_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px")
+_FACE_COLUMNS = ("x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px", "yaw", "pitch", "roll", "looking")
 
 RESULT_CSV_HEADER = ("path", "face", *_FACE_COLUMNS, "error")  # predict --csv
 FRAME_CSV_HEADER = ("frame", "t", "detected", "id", *_FACE_COLUMNS)  # watch --csv
 
 
 def _face_cells(face: dict[str, Any]) -> list[Any]:
-    return [*face["box"], face["label"], face["score"], *(face["probabilities"][lab] for lab in LABELS), face["iod_px"]]
+    pose = face.get("pose") or {}
+    looking = face.get("looking")
+    return [*face["box"], face["label"], face["score"], *(face["probabilities"][lab] for lab in LABELS), face["iod_px"],
+            pose.get("yaw"), pose.get("pitch"), pose.get("roll"), None if looking is None else int(looking)]
 
 
 _NO_FACE = [None] * len(_FACE_COLUMNS)

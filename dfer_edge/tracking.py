@@ -17,6 +17,7 @@ import numpy as np
 
 from .detect import WorkingImage, rect_to_box
 from .pipeline import StageTimes
+from .pose import head_pose
 from .recognizer import Recognizer, as_dict
 from .results import TrackedFace
 
@@ -149,8 +150,10 @@ class FaceTracker:
             p = pipe.score(pipe.cut(work.image, track.cut_points))
             track.probs = ema(track.probs, p, t - track.t, self.smooth)
             track.t = t
-            faces.append(TrackedFace(track.id, work.box_to_original(track.box), work.points_to_original(pts),
-                                     as_dict(track.probs), detect))
+            points = work.points_to_original(pts)
+            pose = head_pose(points, work.original_size)
+            faces.append(TrackedFace(track.id, work.box_to_original(track.box), points, as_dict(track.probs), detect,
+                                     pose, self.rec.looks(pose)))
         return faces, detect
 
     def _follow(self, work: WorkingImage) -> list[tuple[Track, np.ndarray]] | None:

@@ -51,8 +51,10 @@ def image_size(path: Path) -> tuple[int, int]:
 
 def check_face(face: dict, size: tuple[int, int]) -> None:
     """One face object of the JSON output is well formed and self-consistent."""
-    assert set(face) == {"box", "label", "score", "probabilities", "iod_px"}
+    assert set(face) == {"box", "label", "score", "probabilities", "iod_px", "pose", "looking"}
     assert isinstance(face["iod_px"], float) and 0 < face["iod_px"] < max(size)
+    assert set(face["pose"]) == {"yaw", "pitch", "roll"} and all(-180 <= v <= 180 for v in face["pose"].values())
+    assert isinstance(face["looking"], bool)
     box = face["box"]
     assert len(box) == 4 and all(type(v) is int for v in box)
     x1, y1, x2, y2 = box

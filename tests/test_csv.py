@@ -18,7 +18,7 @@ from dfer_edge.results import FRAME_CSV_HEADER, RESULT_CSV_HEADER
 from tests.helpers import KDEF, PHOTOS, kdef_frames, run_cli
 
 ANGRY, GROUP, NON_FACE = PHOTOS / "angry.jpg", PHOTOS / "group.jpeg", PHOTOS / "non_face.jpg"
-FACE_COLUMNS = ["x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px"]
+FACE_COLUMNS = ["x1", "y1", "x2", "y2", "label", "score", *LABELS, "iod_px", "yaw", "pitch", "roll", "looking"]
 BLANK_FRAMES = 6  # frames without a face before the KDEF subject appears
 
 
@@ -32,11 +32,13 @@ def rows_of(text: str) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def same_face(row: dict[str, str], face: dict) -> None:
-    """A CSV row carries exactly the JSON face: box, label, score and the seven probabilities."""
+    """A CSV row carries exactly the JSON face: box, label, score, the seven probabilities, the head pose."""
     assert [int(row[k]) for k in ("x1", "y1", "x2", "y2")] == face["box"]
     assert row["label"] == face["label"] and float(row["score"]) == face["score"]
     assert [float(row[lab]) for lab in LABELS] == [face["probabilities"][lab] for lab in LABELS]
     assert float(row["iod_px"]) == face["iod_px"] > 0
+    assert [float(row[k]) for k in ("yaw", "pitch", "roll")] == [face["pose"][k] for k in ("yaw", "pitch", "roll")]
+    assert row["looking"] == str(int(face["looking"]))
 
 
 # --- predict --------------------------------------------------------------------------------------
