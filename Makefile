@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test chromium clean-venv caches model teachers parity evaluate watch-fps arm64-check dist
+.PHONY: demo test chromium mosquitto clean-venv caches model teachers parity evaluate watch-fps arm64-check dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,15 @@ $(VENV)/.runtime: pyproject.toml requirements-detector.txt | $(BIN)/python
 	$(PIP) install -q --no-deps --require-hashes -r requirements-detector.txt
 	touch $@
 
-# Everything the tests need: runtime, TensorFlow for convert/, pytest.
+# Everything the tests need: runtime, TensorFlow for convert/, paho-mqtt, pytest.
 $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
-	$(PIP) install -q -e '.[landmarks,convert,serve,dev]'
+	$(PIP) install -q -e '.[landmarks,convert,serve,plot,mqtt,dev]'
 	touch $@
 
 demo: $(VENV)/.runtime
 	$(BIN)/dfer-edge predict samples/astronaut.jpg
 
-test: $(VENV)/.dev chromium
+test: $(VENV)/.dev chromium mosquitto
 	$(BIN)/python -m pytest -q
 
 # The kiosk-page test drives Debian's Chromium (no browser download). Installed when apt-get can run as
@@ -33,6 +33,13 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "note: Debian chromium could not be installed; the kiosk browser test will skip"
+
+# The MQTT tests start their own Debian mosquitto broker on a free local port (the system service is not
+# enabled or started). Installed when apt-get can run as root; otherwise those tests skip and say why.
+mosquitto:
+	@PATH="$$PATH:/usr/sbin" command -v mosquitto >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; } \
+	  || echo "note: Debian mosquitto could not be installed; the MQTT tests will skip"
 
 clean-venv:
 	rm -rf $(VENV)
@@ -154,3 +161,11 @@ docs: $(VENV)/.runtime
 	rm -rf docs/img/.annotate && mkdir -p docs/img
 	$(BIN)/dfer-edge predict samples/astronaut.jpg --annotate docs/img/.annotate
 	mv docs/img/.annotate/astronaut.jpg docs/img/astronaut-annotated.jpg && rmdir docs/img/.annotate
+
+# The README's kiosk-analytics picture, from nothing: a synthetic day of `watch --events` lines at one camera
+# (fixed seed; docs/examples/make_events.py says why synthetic) and its per-hour chart drawn by `summarize --plot`.
+.PHONY: kiosk-summary
+kiosk-summary: $(VENV)/.dev
+	$(BIN)/python docs/examples/make_events.py docs/examples/kiosk-events.jsonl
+	mkdir -p docs/img
+	$(BIN)/dfer-edge summarize docs/examples/kiosk-events.jsonl --plot docs/img/kiosk-summary.png

@@ -22,16 +22,33 @@ class Drawable(Protocol):
     def score(self) -> float: ...
 
 
-def draw(image_bgr: np.ndarray, faces: Sequence[Drawable], bars: bool = False) -> np.ndarray:
-    """A copy with each face's box and top label; `bars` adds all seven probabilities beside the box.
-    A face with an `id` (from tracking) shows it before the label. A grey (or BGRA) frame becomes BGR
-    first, so the boxes are green there too, not a grey smear of their colour."""
+def blur_faces(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> None:
+    """Make every face in `image` unrecognisable, in place: each box is pixelated to 8 blocks across and
+    then blurred, so that neither a person nor their expression can be read from a saved picture."""
+    h, w = image.shape[:2]
+    for x1, y1, x2, y2 in boxes:
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        patch = image[y1:y2, x1:x2]
+        blocks = cv2.resize(patch, (8, max(1, round(8 * (y2 - y1) / (x2 - x1)))), interpolation=cv2.INTER_AREA)
+        coarse = cv2.resize(blocks, (x2 - x1, y2 - y1), interpolation=cv2.INTER_NEAREST)
+        patch[:] = cv2.GaussianBlur(coarse, (0, 0), max(1.0, (x2 - x1) / 16))
+
+
+def draw(image_bgr: np.ndarray, faces: Sequence[Drawable], bars: bool = False, blur: bool = False) -> np.ndarray:
+    """A copy with each face's box and top label; `bars` adds all seven probabilities beside the box;
+    `blur` makes the faces themselves unrecognisable first (blur_faces). A face with an `id` (from
+    tracking) shows it before the label. A grey (or BGRA) frame becomes BGR first, so the boxes are green
+    there too, not a grey smear of their colour."""
     if image_bgr.ndim == 2 or image_bgr.shape[2] == 1:
         out = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     elif image_bgr.shape[2] == 4:
         out = cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2BGR)
     else:
         out = image_bgr.copy()
+    if blur:
+        blur_faces(out, [f.box for f in faces])
     thick = max(1, round(max(out.shape[:2]) / 400))
     for f in faces:
         x1, y1, x2, y2 = f.box

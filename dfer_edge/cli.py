@@ -150,7 +150,7 @@ ShowProgress = Annotated[Optional[bool], typer.Option(
 PROGRESS_MIN_FILES = 8  # predict: fewer files than this finish before a bar says anything
 
 
-def _predict_one(rec: Any, job: tuple[Path, bool, Optional[Path]]) -> dict[str, Any]:
+def _predict_one(rec: Any, job: tuple[Path, bool, Optional[Path], bool]) -> dict[str, Any]:
     """One input of `predict`, in this process or in a worker: its JSON record. A file that cannot be
     read (or annotated) comes back as a record with `error` set, never as an exception, so a worker
     pool keeps every other file's result."""
@@ -160,12 +160,12 @@ def _predict_one(rec: Any, job: tuple[Path, bool, Optional[Path]]) -> dict[str, 
     from .image import load_color
     from .results import result_record
 
-    path, largest, target = job
+    path, largest, target, blur = job
     try:
         # The path itself goes in: errors then name the file, and large JPEGs are decoded reduced.
         faces = rec.predict(path) if not largest else [x for x in [rec.predict_largest(path)] if x]
         r = result_record(str(path), faces, None)
-        if target is not None and not cv2.imwrite(str(target), draw(load_color(path), faces)):
+        if target is not None and not cv2.imwrite(str(target), draw(load_color(path), faces, blur=blur)):
             raise DferError(f"{target}: cannot write annotated image")
     except DferError as e:
         msg = str(e) if str(path) in str(e) else f"{path}: {e}"
@@ -212,6 +212,8 @@ def predict(
     json_out: bool = typer.Option(False, "--json", help="one JSON list, one object per input"),
     jsonl: bool = typer.Option(False, "--jsonl", help="one JSON object per input per line"),
     annotate: Optional[Path] = typer.Option(None, "--annotate", help="save annotated copies into this folder"),
+    blur_faces: bool = typer.Option(False, "--blur-faces", help="with --annotate: make the faces in the saved "
+                                    "copies unrecognisable (boxes and labels are still drawn)"),
     largest: bool = typer.Option(False, "--largest", help="keep only the largest face per image"),
     csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per face: path, face, box, label, "
                                  "score, the seven probabilities, error (header first)"),
@@ -236,7 +238,9 @@ def predict(
         except OSError as e:
             fail(f"cannot create {annotate}: {e.strerror or e}")
     used: set[str] = set()  # annotated names are given in input order, before any work is shared out
-    jobs = [(f, largest, _annotated_name(annotate, f, used) if annotate else None) for f in files]
+    if blur_faces and not annotate:
+        fail("--blur-faces applies to --annotate's copies; give --annotate DIR")
+    jobs = [(f, largest, _annotated_name(annotate, f, used) if annotate else None, blur_faces) for f in files]
     results, bad = [], 0
     if csv_out:
         typer.echo(csv_line(RESULT_CSV_HEADER))
@@ -345,6 +349,71 @@ def _evaluate_report(ev: Any, seen: Any, errors: list[str], crops: bool, model_p
         m.update(ev.ferplus_blocks(seen, majority))
     typer.echo(ev.report(m))
     return m
+
+
+@app.command()
+def summarize(
+    events: list[str] = typer.Argument(..., help="event files written by `watch --events` (JSON lines; - for stdin)"),
+    by: str = typer.Option("hour", "--by", help="group visits by the hour or the day they started in: hour or day"),
+    local: bool = typer.Option(False, "--local", help="hours and days in this machine's time zone (default: UTC)"),
+    camera: Optional[str] = typer.Option(None, "--camera", help="only this camera's visits"),
+    csv_out: bool = typer.Option(False, "--csv", help="CSV on stdout, one row per hour or day: bucket, visits, "
+                                 "median_dwell_s, looked_share, dominant, the seven expression shares (header first)"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON document on stdout: the buckets, the total and "
+                                  "what was read"),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="also draw a chart (PNG): stacked expression shares "
+                                        "per hour or day, visits as a line; needs the optional extra plot (matplotlib)"),
+) -> None:
+    """Kiosk analytics from `watch --events` files: visits per hour or day, median dwell, share who looked, expressions.
+
+    Only "end" events (finished visits) count, each visit id once. A bucket's expression shares are the
+    dwell-weighted mean of its visits' shares: the share of people-time spent in each expression. A bad line
+    is one warning naming file:line and is skipped. Exit 0 if every line was read, 1 if some were skipped or a
+    file could not be read or held no finished visit, 2 for bad usage."""
+    from datetime import datetime, timezone
+
+    from . import summary as s
+    from .results import csv_line
+
+    if by not in s.GROUPINGS:
+        fail(f"--by must be one of {', '.join(s.GROUPINGS)}, not {by!r}")
+    if csv_out and json_out:
+        fail("choose one of --csv and --json")
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401 - only to fail before any work
+        except ImportError:
+            fail("--plot needs the optional extra (matplotlib is missing): pip install 'dfer-edge[plot]'")
+        if not plot.parent.is_dir():
+            fail(f"cannot write {plot}: folder {plot.parent} does not exist")
+    try:
+        found = s.read_events((("<stdin>" if p == "-" else p, s.open_lines(p, sys.stdin)) for p in events), camera)
+    except OSError as e:
+        fail(f"cannot read {e.filename or '-'}: {e.strerror or e}", EXIT_BAD_INPUT)
+    for problem in found.problems:
+        typer.echo(f"warning: {problem}", err=True)
+    if not found.visits:
+        seen = f" (cameras seen: {', '.join(sorted(found.cameras))})" if camera and found.cameras else ""
+        fail(f"no finished visit ('end' event){f' of camera {camera}' if camera else ''} in "
+             f"{', '.join(events)}{seen}", EXIT_BAD_INPUT)
+    tz = None if local else timezone.utc
+    zone = (datetime.now().astimezone().tzname() or "local") if local else "UTC"
+    buckets = s.summarize(found.visits, by, tz)
+    try:
+        if json_out:
+            typer.echo(json.dumps(s.to_dict(buckets, found, by, zone, camera, events), indent=1))
+        elif csv_out:
+            typer.echo("\n".join(csv_line(r) for r in [s.CSV_HEADER, *s.csv_rows(buckets)]))
+        else:
+            typer.echo(s.table(buckets, s.overall(found.visits), by, zone))
+    except BrokenPipeError:
+        reader_gone()
+    if plot is not None:
+        try:
+            s.plot(buckets, str(plot), by, zone, s.chart_title(buckets, by, found.visits))
+        except OSError as e:
+            fail(f"cannot write {plot}: {e.strerror or e}")
+    raise typer.Exit(EXIT_BAD_INPUT if found.problems else 0)
 
 
 @app.command()
@@ -481,9 +550,26 @@ def watch(
                                     help="a camera or stream that fails is retried with backoff for this many seconds (0: give up at once)"),
     max_faces: Optional[int] = typer.Option(None, "--max-faces", min=1, help="follow at most this many faces, largest first"),
     summary_json: Optional[Path] = typer.Option(None, "--summary-json", help="also write the end-of-run summary as JSON here"),
+    events: Optional[str] = typer.Option(None, "--events", help="write visit events here, one JSON object per line "
+                                         "(new / update / end; '-' for stdout); numbers only, no images"),
+    camera: str = typer.Option("default", "--camera", help="this camera's name in events and MQTT topics"),
+    visit_gap: float = typer.Option(3.0, "--visit-gap", min=0.0,
+                                    help="a visit ends when its face has been gone this many seconds"),
+    event_every: float = typer.Option(10.0, "--event-every", min=0.0,
+                                      help="seconds between 'update' events of one visit (0: only new and end)"),
+    mqtt: Optional[str] = typer.Option(None, "--mqtt", help="publish events, faces, expression and stats to an MQTT "
+                                       "broker: mqtt://[user@]host[:port][/prefix] (mqtts:// for TLS; the password "
+                                       "from $DFER_MQTT_PASSWORD); needs pip install 'dfer-edge[mqtt]'"),
+    discovery_prefix: str = typer.Option("homeassistant", "--discovery-prefix",
+                                         help="Home Assistant MQTT discovery prefix for the sensors' configs"),
+    blur_faces: bool = typer.Option(False, "--blur-faces", help="with --save: make the faces in the saved video "
+                                    "unrecognisable (boxes and labels are still drawn)"),
     options: RecognizerOptions = None,
 ) -> None:
     """Expressions in a live camera, a video file or a stream, with face tracking and smoothing.
+
+    With --events or --mqtt, faces followed over time become visits: dwell, seconds looking at the
+    camera, and the share of time in each expression (see the kiosk page of the docs).
 
     The summary goes to stderr at the end. Ctrl-C or SIGTERM stops cleanly (exit 0); the end of a
     file is exit 0; a source that cannot be opened, or a live one lost for longer than --reconnect, is exit 1."""
@@ -497,12 +583,40 @@ def watch(
 
     if jsonl and csv_out:
         fail("choose one of --jsonl and --csv")
+    if events == "-" and (jsonl or csv_out):
+        fail("--events - writes to stdout: choose it or --jsonl/--csv")
+    if blur_faces and save is None:
+        fail("--blur-faces applies to --save's video; give --save FILE")
+    if not camera or any(c in camera for c in "/#+") or not camera.isprintable():
+        fail(f"--camera {camera!r}: a name without '/', '#', '+' or control characters")
     if summary_json is not None and not summary_json.parent.is_dir():
         fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
     if save is not None and not save.parent.is_dir():
         fail(f"cannot write {save}: folder {save.parent} does not exist")
+    events_out = None
+    if events not in (None, "-"):
+        try:
+            events_out = open(events, "a", encoding="utf-8")
+        except OSError as e:
+            fail(f"cannot write {events}: {e.strerror or e}")
+    elif events == "-":
+        events_out = sys.stdout
     rec = make_recognizer(options, still=False)
     log = lambda m: typer.echo(f"warning: {m}", err=True)  # noqa: E731
+    publisher = None
+    if mqtt is not None:
+        try:
+            from .mqtt import MqttPublisher, parse_url
+
+            publisher = MqttPublisher(parse_url(mqtt), camera=camera, discovery_prefix=discovery_prefix, warn=log)
+        except DferError as e:
+            fail(str(e))
+    reporter = None
+    if events_out is not None or publisher is not None:
+        from .visits import VisitOptions, Visits
+        from .watch import VisitReporter
+
+        reporter = VisitReporter(Visits(VisitOptions(camera, visit_gap, event_every)), events_out, publisher)
     try:
         src = open_source(source, reconnect, log)
     except DferError as e:
@@ -524,6 +638,10 @@ def watch(
 
     def emit(rec_: dict) -> None:
         nonlocal last
+        if reporter is not None:
+            reporter(rec_)
+        if events == "-":
+            return  # stdout carries the events only
         if jsonl or csv_out:
             lines = [json.dumps(rec_)] if jsonl else map(csv_line, frame_rows(rec_))
             sys.stdout.write("".join(line + "\n" for line in lines))
@@ -537,15 +655,25 @@ def watch(
 
     tracker = FaceTracker(rec, detect_every=detect_every, smooth=smooth, max_faces=max_faces,
                           smooth_landmarks=smooth_landmarks)
+    summary = None
     try:
         if csv_out:
             sys.stdout.write(csv_line(FRAME_CSV_HEADER) + "\n")
-        summary = run(tracker, src, WatchOptions(max_frames, duration, save), emit, stopping)
+        summary = run(tracker, src, WatchOptions(max_frames, duration, save, blur_faces), emit, stopping)
     except DferError as e:
         fail(str(e))
     finally:
         src.close()
-    typer.echo(f"summary: {summary.line()}", err=True)
+        if reporter is not None:
+            reporter.close(summary.to_dict() if summary is not None else None)
+        if publisher is not None:
+            publisher.close()
+        if events_out is not None and events_out is not sys.stdout:
+            events_out.close()
+    typer.echo(f"summary: {summary.line()}" + (f"; {reporter.visits.finished} visits, {reporter.count} events"
+                                                if reporter is not None else ""), err=True)
+    if reporter is not None and reporter.error:
+        fail(reporter.error, EXIT_BAD_INPUT)
     write_json(summary_json, summary.to_dict())
     if summary.error:
         typer.echo(f"error: {summary.error}", err=True)

@@ -6,11 +6,12 @@ used alone from Python.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TextIO
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ from .errors import DferError
 from .sources import LiveSource, SourceError, VideoFile
 from .results import TrackedFace, frame_record
 from .tracking import FaceTracker
+from .visits import Visits, dominant_expression
 
 LIVE_SAVE_FPS = 15.0  # a camera's nominal rate says little about how many frames we process
 
@@ -31,6 +33,7 @@ class WatchOptions:
     max_frames: int | None = None
     duration: float | None = None  # seconds of source time (a file's timestamps, or wall time live)
     save: Path | None = None  # annotated video
+    blur_faces: bool = False  # faces in the saved video made unrecognisable
 
 
 @dataclass
@@ -64,15 +67,16 @@ class WatchSummary:
 class VideoSaver:
     """Writes annotated frames to an .mp4 (mp4v), opened on the first frame to learn its size."""
 
-    def __init__(self, path: Path, fps: float) -> None:
+    def __init__(self, path: Path, fps: float, blur: bool = False) -> None:
         self.path = path
+        self.blur = blur
         self.fps = fps if fps > 0 else LIVE_SAVE_FPS
         self._writer: cv2.VideoWriter | None = None
         if not path.parent.is_dir():
             raise DferError(f"cannot write {path}: folder {path.parent} does not exist")
 
     def write(self, frame: np.ndarray, faces: list[TrackedFace]) -> None:
-        img = draw(frame, faces, bars=True)  # BGR whatever the frame was
+        img = draw(frame, faces, bars=True, blur=self.blur)  # BGR whatever the frame was
         if self._writer is None:
             h, w = img.shape[:2]
             self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
@@ -94,7 +98,7 @@ def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOpti
     A KeyboardInterrupt still ends the run normally, and a live source that does not come back ends it with
     `error` set: every way, the summary covers the frames processed so far and a saved video is closed."""
     summary = WatchSummary()
-    saver = VideoSaver(options.save, source.fps) if options.save else None
+    saver = VideoSaver(options.save, source.fps, options.blur_faces) if options.save else None
     reconnects = 0
     start = None
     read_s = 0.0
@@ -146,3 +150,66 @@ def run(tracker: FaceTracker, source: VideoFile | LiveSource, options: WatchOpti
     return summary
 
 
+
+
+class VisitReporter:
+    """Where visits go: each frame record in, events out to a JSON-lines stream and/or an MQTT publisher
+    (mqtt.MqttPublisher: events, the number of faces now, the dominant expression of the people present,
+    and run statistics). Only numbers leave: events carry no image, crop or landmark.
+
+    A publisher never blocks (it queues while its broker is away), and a failing events stream is one
+    error at the end, not a stopped camera loop."""
+
+    STATS_EVERY_S = 30.0  # source seconds between statistics messages
+
+    def __init__(self, visits: Visits, events: TextIO | None = None, publisher: Any = None) -> None:
+        self.visits = visits
+        self.events = events
+        self.publisher = publisher
+        self.count = 0  # events written
+        self.error: str | None = None
+        self._faces: int | None = None
+        self._expression: str | None | bool = False  # False: nothing published yet
+        self._stats_t = -self.STATS_EVERY_S
+        self._frames = 0
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self._frames += 1
+        for event in self.visits.frame(record):
+            self._send(event)
+        faces = record["faces"]
+        if self.publisher is not None:
+            if len(faces) != self._faces:
+                self._faces = len(faces)
+                self.publisher.publish_faces(self._faces)
+            expression = dominant_expression(faces)
+            if expression != self._expression:
+                self._expression = expression
+                self.publisher.publish_expression(expression)
+            if record["t"] - self._stats_t >= self.STATS_EVERY_S:
+                self._stats_t = record["t"]
+                self.publisher.publish_stats(self.stats())
+
+    def stats(self) -> dict[str, Any]:
+        return {"frames": self._frames, "visits": self.visits.finished, "present": len(self.visits.present()),
+                "events": self.count}
+
+    def close(self, summary: dict[str, Any] | None = None) -> None:
+        """End every open visit, send the last statistics (with the run's summary) and the empty scene."""
+        for event in self.visits.close():
+            self._send(event)
+        if self.publisher is not None:
+            self.publisher.publish_faces(0)
+            self.publisher.publish_expression(None)
+            self.publisher.publish_stats({**self.stats(), **({"run": summary} if summary else {})})
+
+    def _send(self, event: dict[str, Any]) -> None:
+        self.count += 1
+        if self.events is not None and self.error is None:
+            try:
+                self.events.write(json.dumps(event) + "\n")
+                self.events.flush()
+            except OSError as e:
+                self.error = f"cannot write events: {e.strerror or e}"
+        if self.publisher is not None:
+            self.publisher.publish_event(event)

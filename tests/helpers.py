@@ -155,6 +155,37 @@ def write_kdef_video(path: Path, fps: float = 30.0, **kw) -> list[str]:
     return labels
 
 
+# --- A kiosk: people come, stay, turn away and leave --------------------------------------------
+# (KDEF photo or None for an empty scene, seconds). Visitor one looks at the camera (happy, then neutral),
+# then turns to a half profile; the scene is empty for longer than a visit's default gap (3 s); visitor two
+# looks on, surprised.
+KIOSK_SCENES = ((None, 1.0), ("AF01HAS", 2.0), ("AF01NES", 1.0), ("AF01HAHL", 2.0), (None, 4.5), ("AM02SUS", 3.0))
+
+
+def write_kiosk_video(path: Path, fps: float = 10.0) -> None:
+    """An .mp4 (mp4v, 640x480) of KIOSK_SCENES: each photo scaled to 440 px high, centred on grey."""
+    import cv2
+
+    w, h = 640, 480
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), f"cannot write {path}"
+    for name, seconds in KIOSK_SCENES:
+        face = None
+        if name:
+            hits = sorted(KDEF.glob(f"*/{name}.jpg"))
+            if not hits:
+                raise FileNotFoundError(f"no KDEF image {name}.jpg under {KDEF}")
+            face = cv2.imread(str(hits[0]), cv2.IMREAD_GRAYSCALE)
+            face = cv2.resize(face, (round(face.shape[1] * (h - 40) / face.shape[0]), h - 40), interpolation=cv2.INTER_AREA)
+        for _ in range(round(seconds * fps)):
+            canvas = np.full((h, w), 128, np.uint8)
+            if face is not None:
+                x = (w - face.shape[1]) // 2
+                canvas[20:20 + face.shape[0], x:x + face.shape[1]] = face
+            writer.write(cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR))
+    writer.release()
+
+
 FERPLUS_VOTES = SHARED_DATA / "fer2013" / "ferplus_votes.csv"
 
 
