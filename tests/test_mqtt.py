@@ -507,3 +507,93 @@ def test_close_with_the_broker_away_is_short_and_says_what_was_not_sent(stopped_
     assert len(warn) == 2 and "2 queued events not sent" in warn[1]
     pub.publish_event(event(3))  # after close: ignored, no error
     pub.close()  # twice is harmless
+
+
+# --- a real `watch --mqtt` ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def kiosk_videos(tmp_path_factory):
+    """The kiosk scenes (tests/helpers.py) at 10 frames/s (~135 frames) and at 30 (~400: a run of several
+    seconds, long enough to kill it or its broker half-way)."""
+    from tests.helpers import write_kiosk_video
+
+    folder = tmp_path_factory.mktemp("kiosk")
+    short, long = folder / "kiosk-10.mp4", folder / "kiosk-30.mp4"
+    write_kiosk_video(short, fps=10)
+    write_kiosk_video(long, fps=30)
+    return short, long
+
+
+def watch_cmd(video: Path, port: int, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "dfer_edge", "watch", str(video), "--mqtt", f"mqtt://127.0.0.1:{port}/shop",
+            "--camera", "lobby", *extra]
+
+
+def test_watch_publishes_every_topic_and_discovery(broker, subscribers, kiosk_videos):
+    live = subscribers(broker.port, "shop/#", "homeassistant/#")
+    p = subprocess.run(watch_cmd(kiosk_videos[0], broker.port), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    wait_until(lambda: live.on("shop/available") and live.on("shop/available")[-1].payload == "offline",
+               what="offline after a clean end")
+    assert [m.payload for m in live.on("shop/available")][:1] == ["online"]
+    events = [json.loads(m.payload) for m in live.on("shop/lobby/events")]
+    assert [e["type"] for e in events if e["type"] != "update"] == ["new", "end", "new", "end"]
+    assert {e["after"]["dominant"] for e in events if e["type"] == "end"} == {"happiness", "surprise"}
+    # The live state: someone came (1 face) and went (0); the last state is retained for late readers.
+    assert "1" in [m.payload for m in live.on("shop/lobby/faces")] and live.on("shop/lobby/faces")[-1].payload == "0"
+    assert live.on("shop/lobby/expression")[-1].payload == "none"
+    stats = json.loads(live.on("shop/stats")[-1].payload)
+    assert stats["visits"] == 2 and stats["run"]["frames"] > 100
+    late = subscribers(broker.port, "shop/#", "homeassistant/#")
+    late.wait_for("shop/lobby/faces", "0")
+    late.wait_for("shop/available", "offline")
+    configs = {m.topic: json.loads(m.payload) for m in late.on_any() if m.topic.startswith("homeassistant/")}
+    assert configs and all(m.retain for m in late.on_any() if m.topic.startswith("homeassistant/"))
+    assert "homeassistant/sensor/shop_lobby/faces/config" in configs
+    for topic, c in configs.items():
+        assert c["availability_topic"] == "shop/available" and c["state_topic"].startswith("shop/lobby/"), topic
+        assert c["device"]["name"] == "dfer-edge lobby" and c["unique_id"].startswith("shop_lobby_")
+
+
+def test_a_killed_watch_leaves_its_last_will(broker, subscribers, kiosk_videos):
+    live = subscribers(broker.port, "shop/available")
+    proc = subprocess.Popen(watch_cmd(kiosk_videos[1], broker.port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        live.wait_for("shop/available", "online", timeout=60)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert live.wait_for("shop/available", "offline").payload == "offline"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_watch_rides_out_a_broker_restart(broker, subscribers, kiosk_videos):
+    """The broker goes away for a second or two half-way through; the camera loop does not stop, says so in
+    one line each way, and every event reaches the broker in the end (the queue holds them)."""
+    first = subscribers(broker.port, "shop/#")
+    proc = subprocess.Popen(watch_cmd(kiosk_videos[1], broker.port), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        first.wait_for("shop/available", "online", timeout=60)
+        time.sleep(1.0)
+        broker.kill()
+        time.sleep(1.5)
+        broker.start()
+        live = subscribers(broker.port, "shop/#")
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert sum("connection lost" in line for line in err.splitlines()) == 1, err
+    assert sum("connected again" in line for line in err.splitlines()) == 1, err
+    assert "2 visits" in err.splitlines()[-1]
+    events = [json.loads(m.payload) for m in first.on("shop/lobby/events") + live.on("shop/lobby/events")]
+    ends = {e["after"]["id"] for e in events if e["type"] == "end"}
+    news = {e["after"]["id"] for e in events if e["type"] == "new"}
+    assert len(ends) == 2 and ends == news
+    live.wait_for("shop/available", "offline")
