@@ -340,7 +340,7 @@ def test_run_names_are_read_from_experiments():
 ISSUE_REF = re.compile(r"\bissues?\s*#?\d+|(?<![\w&/])#\d+\b", re.I)
 
 
-@pytest.mark.parametrize("page", PAGES, ids=rel)
+@pytest.mark.parametrize("page", [*PAGES, REPO / "models" / "MODEL_CARD.md"], ids=rel)
 def test_no_internal_run_names_or_issue_numbers(page):
     names = run_names()
     problems = []
