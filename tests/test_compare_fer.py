@@ -46,7 +46,7 @@ def test_one_round_is_left_as_it_is(compare):
 def test_targets_cover_every_640_px_single_face_and_the_four_face_group(compare):
     images = [
         image("astronaut.jpg", (512, 512), side(30, 35, 0.9, 164), side(130, 140, 3.0, 580)),
-        image("face-640.jpg", (640, 426), side(22, 25, 0.8, 164), side(80, 85, 3.0, 580)),
+        image("face-640.jpg", (640, 426), side(17, 20, 0.8, 164), side(80, 85, 3.0, 580)),  # 4.7x
         image("portrait-640.jpg", (640, 743), side(37, 40, 0.8, 165), side(117, 120, 2.8, 586)),
         image("group-640.jpg", (640, 426), side(88, 95, 0.9, 169, faces=3), side(130, 140, 3.5, 581, faces=4),
               upsample=1),
@@ -61,20 +61,25 @@ def test_targets_cover_every_640_px_single_face_and_the_four_face_group(compare)
     assert len(by_image["face-640.jpg"]) == 4 and all(c["met"] for c in by_image["face-640.jpg"])
     e2e = {name: next(c for c in cs if c["target"].startswith("single face"))
            for name, cs in by_image.items() if name != "group-640.jpg"}
-    assert not e2e["portrait-640.jpg"]["met"] and "37.0 ms" in e2e["portrait-640.jpg"]["measured"]
+    assert not e2e["portrait-640.jpg"]["met"] and "37.0 ms" in e2e["portrait-640.jpg"]["measured"]  # 3.2x < 4x
+    assert "4.0x" in e2e["portrait-640.jpg"]["target"] and "4.5x" in e2e["face-640.jpg"]["target"]
     assert [c["met"] for c in by_image["group-640.jpg"]] == [True]
+    # Fast but blind is not met: the group target needs all but one of fer's faces.
+    images[3]["ours"] = side(40, 45, 0.9, 169, faces=0)
+    blind = [c for c in compare.target_checks(images) if c["image"].startswith("group-640")]
+    assert [c["met"] for c in blind] == [False]
 
 
 @pytest.mark.parametrize("change, target", [
-    ({"ours": side(26, 30, 0.8, 164)}, "single face"),  # over 25 ms
-    ({"fer": side(50, 60, 3.0, 580)}, "single face"),  # under 25 ms, but fer is only 2.3x slower
-    ({"ours": side(22, 25, 1.6, 164)}, "cold start"),
-    ({"ours": side(22, 25, 0.8, 200)}, "peak RSS"),  # 580 / 200 < 3
-    ({"ours": side(22, 25, 0.8, 164, model_call=0.6)}, "one model call"),
-    ({"ours": side(22, 25, 0.8, 164, model_call=None)}, "one model call"),  # not measured is not met
+    ({"ours": side(18.5, 30, 0.8, 164)}, "single face"),  # 4.3x
+    ({"fer": side(50, 60, 3.0, 580)}, "single face"),  # 2.9x
+    ({"ours": side(17, 20, 1.6, 164)}, "cold start"),
+    ({"ours": side(17, 20, 0.8, 200)}, "peak RSS"),  # 580 / 200 < 3
+    ({"ours": side(17, 20, 0.8, 164, model_call=0.6)}, "one model call"),
+    ({"ours": side(17, 20, 0.8, 164, model_call=None)}, "one model call"),  # not measured is not met
 ])
 def test_each_target_can_be_missed(compare, change, target):
-    im = image("face-640.jpg", (640, 426), side(22, 25, 0.8, 164), side(80, 85, 3.0, 580))
+    im = image("face-640.jpg", (640, 426), side(17, 20, 0.8, 164), side(80, 85, 3.0, 580))
     im.update(change)
     missed = [c["target"] for c in compare.target_checks([im]) if not c["met"]]
     assert len(missed) == 1 and missed[0].startswith(target)
