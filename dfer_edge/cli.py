@@ -587,8 +587,12 @@ def watch(
         fail("--events - writes to stdout: choose it or --jsonl/--csv")
     if blur_faces and save is None:
         fail("--blur-faces applies to --save's video; give --save FILE")
-    if not camera or any(c in camera for c in "/#+") or not camera.isprintable():
-        fail(f"--camera {camera!r}: a name without '/', '#', '+' or control characters")
+    from .mqtt import check_camera
+
+    try:
+        check_camera(camera)
+    except DferError as e:
+        fail(f"--camera: {e}")
     if summary_json is not None and not summary_json.parent.is_dir():
         fail(f"cannot write {summary_json}: folder {summary_json.parent} does not exist")
     if save is not None and not save.parent.is_dir():
@@ -672,9 +676,9 @@ def watch(
             events_out.close()
     typer.echo(f"summary: {summary.line()}" + (f"; {reporter.visits.finished} visits, {reporter.count} events"
                                                 if reporter is not None else ""), err=True)
+    write_json(summary_json, summary.to_dict())
     if reporter is not None and reporter.error:
         fail(reporter.error, EXIT_BAD_INPUT)
-    write_json(summary_json, summary.to_dict())
     if summary.error:
         typer.echo(f"error: {summary.error}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT)

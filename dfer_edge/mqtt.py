@@ -85,6 +85,15 @@ class MqttTarget:
         return f"{scheme}://{user}{host}:{self.port}/{self.prefix}"
 
 
+def check_camera(camera: str) -> str:
+    """A camera name: one MQTT topic level (and part of every visit id), so not empty and without `/`, `+`,
+    `#` or control characters. `watch` checks it before any work, with or without MQTT."""
+    if not camera or "/" in camera or _TOPIC_SEGMENT_BAD.search(camera) or not camera.isprintable():
+        raise MqttError(f"camera name `{camera}`: it is one MQTT topic level, so it may not be empty "
+                        "or contain `/`, `+`, `#` or control characters")
+    return camera
+
+
 def _check_topic_path(path: str, what: str, source: str) -> str:
     """A topic prefix: segments separated by '/', none empty and none with MQTT wildcards, since a
     prefix like `a//b` or `kiosk/#` would publish where nobody subscribes (or not be allowed at all)."""
@@ -179,9 +188,7 @@ class MqttPublisher:
     def __init__(self, target: MqttTarget, camera: str = "default", discovery_prefix: str = "homeassistant",
                  warn: Callable[[str], None] | None = None, queue_size: int = 1000,
                  client_id: str | None = None, reconnect_delay: tuple[float, float] = RECONNECT_DELAY) -> None:
-        if not camera or "/" in camera or _TOPIC_SEGMENT_BAD.search(camera):
-            raise MqttError(f"camera name `{camera}`: it is one MQTT topic level, so it may not be empty "
-                            "or contain `/`, `+` or `#`")
+        check_camera(camera)
         _check_topic_path(discovery_prefix, "discovery prefix", "MQTT")
         if queue_size < 1:
             raise MqttError(f"MQTT queue size {queue_size}: must be at least 1")

@@ -168,8 +168,6 @@ class VisitReporter:
         self.publisher = publisher
         self.count = 0  # events written
         self.error: str | None = None
-        self._faces: int | None = None
-        self._expression: str | None | bool = False  # False: nothing published yet
         self._stats_t = -self.STATS_EVERY_S
         self._frames = 0
 
@@ -178,14 +176,9 @@ class VisitReporter:
         for event in self.visits.frame(record):
             self._send(event)
         faces = record["faces"]
-        if self.publisher is not None:
-            if len(faces) != self._faces:
-                self._faces = len(faces)
-                self.publisher.publish_faces(self._faces)
-            expression = dominant_expression(faces)
-            if expression != self._expression:
-                self._expression = expression
-                self.publisher.publish_expression(expression)
+        if self.publisher is not None:  # it sends only what changed, so every frame may call it
+            self.publisher.publish_faces(len(faces))
+            self.publisher.publish_expression(dominant_expression(faces))
             if record["t"] - self._stats_t >= self.STATS_EVERY_S:
                 self._stats_t = record["t"]
                 self.publisher.publish_stats(self.stats())
