@@ -63,10 +63,22 @@ def teacher_probabilities(files: list[str]) -> dict[str, np.ndarray]:
     return {k: v / v.sum() for k, v in ((k, sums[k] / counts[k]) for k in sums)}
 
 
-def mix_teacher(a: D.Arrays, teachers: list[str], alpha: float) -> tuple[D.Arrays, int]:
-    """Targets (1 - alpha) * own + alpha * teachers for faces the teacher files name; -> (arrays, matched)."""
+def source_key(key: str) -> str:
+    """The key of the clean photo a capture-degraded copy was made from ("fear/AF01AFHL.jpg#capture0" ->
+    "fear/AF01AFHL.jpg"); other keys are their own source."""
+    return key.split("#capture")[0]
+
+
+def mix_teacher(a: D.Arrays, teachers: list[str], alpha: float, clean_copies: bool = False) -> tuple[D.Arrays, int]:
+    """Targets (1 - alpha) * own + alpha * teachers for faces the teacher files name; -> (arrays, matched).
+
+    clean_copies: a capture-degraded copy gets what the teachers say of its clean photo, not of the copy, so
+    the student learns to give the clean answer under blur and noise instead of copying the teachers'
+    uncertainty there (a copy whose clean photo no teacher file names keeps its own entry)."""
     probs = teacher_probabilities(teachers)
-    rows = [probs.get(face_key(n)) for n in a.name]
+    rows = [probs.get(source_key(face_key(n)) if clean_copies else face_key(n)) for n in a.name]
+    if clean_copies:
+        rows = [r if r is not None else probs.get(face_key(n)) for r, n in zip(rows, a.name)]
     hit = np.array([r is not None for r in rows])
     target = a.target.copy()
     if hit.any():

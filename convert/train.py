@@ -65,6 +65,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", action="append", default=[],
                    help="teacher outputs from `python -m convert teach` (distillation; repeatable: averaged)")
     p.add_argument("--distill", type=float, default=0.5, help="weight of the teacher in the targets (with --teacher)")
+    p.add_argument("--teacher-clean-copies", action="store_true",
+                   help="capture-degraded copies get the teacher's outputs for their clean photo (with --teacher)")
     p.add_argument("--threads", type=int, default=0, help="TensorFlow threads (0: TensorFlow decides)")
     p.add_argument("--seed", type=int, default=0)
 
@@ -259,7 +261,7 @@ def train_main(a: argparse.Namespace) -> None:
                 arr = arr.take(np.flatnonzero(~held))
                 print(f"calibration: {name}: {int(held.sum())} faces held out")
         if a.teacher:
-            arr, hit = mix_teacher(arr, a.teacher, a.distill)
+            arr, hit = mix_teacher(arr, a.teacher, a.distill, a.teacher_clean_copies)
             names = ", ".join(Path(t).name for t in a.teacher)
             print(f"teacher: {name}: {hit} of {len(arr)} faces get {a.distill:g} of their target from {names}")
         eps = next((v for n, v in smooth.items() if n in name), 0.0)

@@ -271,3 +271,27 @@ def test_tune_subjects_are_neither_trained_on_nor_held_out():
     held, tune = heldout_subjects(), tune_subjects()
     assert len(held) == 12 and len(tune) == 8 and not held & tune
     assert sum(s.startswith("F") for s in tune) == 4
+
+
+def test_capture_copies_can_take_the_teachers_answer_for_their_clean_photo(tmp_path):
+    """--teacher-clean-copies: a degraded copy is taught what the teacher says of the clean photo it was made
+    from (so the student learns to answer as if the photo were clean); without it, what it says of the copy."""
+    from convert import data as D
+    from convert.distill import mix_teacher
+
+    names = np.array(["../data/kdef/fear/AF01AFS.jpg#capture0", "../data/kdef/fear/AF01AFS.jpg#capture1",
+                      "../data/kdef/fear/AF02AFS.jpg#capture0"])
+    n, eye = len(names), np.zeros((len(names), 4, 4), np.uint8)
+    onehot = np.tile(np.eye(7, dtype=np.float32)[LABELS.index("fear")], (n, 1))
+    arr = D.Arrays(eye, eye, eye, np.zeros((n, 68, 2), np.float32), onehot, np.full(n, 6), np.array(["AF01"] * n), names)
+    clean = np.eye(7, dtype=np.float32)[LABELS.index("surprise")]  # the teacher on the clean AF01 photo
+    copy = np.eye(7, dtype=np.float32)[LABELS.index("neutral")]  # ... and on its degraded copies
+    teacher = tmp_path / "t.npz"
+    np.savez(teacher, name=np.array(["fear/AF01AFS.jpg", "fear/AF01AFS.jpg#capture0", "fear/AF01AFS.jpg#capture1",
+                                     "fear/AF02AFS.jpg#capture0"]),
+             probabilities=np.stack([clean, copy, copy, copy]).astype(np.float16))
+    own, hit = mix_teacher(arr, [str(teacher)], 0.5)
+    assert hit == 3 and np.allclose(own.target[0], 0.5 * onehot[0] + 0.5 * copy)
+    fixed, hit = mix_teacher(arr, [str(teacher)], 0.5, clean_copies=True)
+    assert hit == 3 and np.allclose(fixed.target[:2], 0.5 * onehot[0] + 0.5 * clean)
+    assert np.allclose(fixed.target[2], 0.5 * onehot[0] + 0.5 * copy)  # its clean photo is not in the file
