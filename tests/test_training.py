@@ -295,3 +295,29 @@ def test_capture_copies_can_take_the_teachers_answer_for_their_clean_photo(tmp_p
     fixed, hit = mix_teacher(arr, [str(teacher)], 0.5, clean_copies=True)
     assert hit == 3 and np.allclose(fixed.target[:2], 0.5 * onehot[0] + 0.5 * clean)
     assert np.allclose(fixed.target[2], 0.5 * onehot[0] + 0.5 * copy)  # its clean photo is not in the file
+
+
+def test_make_model_trains_the_shipped_models_recipe(tmp_path):
+    """`make model` must reproduce the shipped model: the options its `convert train` line passes are the ones
+    recorded in models/dfer-training-metrics.json (paths aside), so a recipe change cannot leave the Makefile
+    and the shipped model telling two different stories."""
+    import argparse
+    import shlex
+    import subprocess
+    from pathlib import Path
+
+    from convert.train import add_train_args
+
+    repo = Path(__file__).resolve().parent.parent
+    printed = subprocess.run(["make", "-n", "model", f"RUN={tmp_path}/run", f"CACHE={tmp_path}/cache"], cwd=repo,
+                             capture_output=True, text=True, check=True).stdout
+    line = next(ln for ln in printed.splitlines() if "convert train --train" in ln)
+    argv = shlex.split(line.split("convert train", 2)[2].split(";")[0])
+    p = argparse.ArgumentParser()
+    add_train_args(p)
+    made = vars(p.parse_args(argv))
+    shipped = json.loads((repo / "models" / "dfer-training-metrics.json").read_text())["args"]
+    ignore = {"train", "val", "out", "resume", "cmd", "func"}
+    differ = {k: (made.get(k), v) for k, v in shipped.items() if k not in ignore and made.get(k) != v}
+    assert not differ, f"make model's recipe differs from the shipped model's (make, shipped): {differ}"
+    assert [Path(t).name for t in made["train"]] == [Path(t).name for t in shipped["train"]]
