@@ -76,9 +76,8 @@ def mix_teacher(a: D.Arrays, teachers: list[str], alpha: float, clean_copies: bo
     the student learns to give the clean answer under blur and noise instead of copying the teachers'
     uncertainty there (a copy whose clean photo no teacher file names keeps its own entry)."""
     probs = teacher_probabilities(teachers)
-    rows = [probs.get(source_key(face_key(n)) if clean_copies else face_key(n)) for n in a.name]
-    if clean_copies:
-        rows = [r if r is not None else probs.get(face_key(n)) for r, n in zip(rows, a.name)]
+    keys = [face_key(n) for n in a.name]
+    rows = [probs.get(source_key(k), probs.get(k)) if clean_copies else probs.get(k) for k in keys]
     hit = np.array([r is not None for r in rows])
     target = a.target.copy()
     if hit.any():

@@ -16,14 +16,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::U
 WIDE = "eye_side=0.75,eye_raise=0.15,eye_inward=0.05,mouth_side=1.1,mouth_raise=0.12"
 
 
-def blank_arrays(n: int, subject=None):
-    """n blank faces named f0.jpg, f1.jpg, ... (for what depends only on names and subjects)."""
+def blank_arrays(n: int, subject=None, names=None):
+    """n blank faces named f0.jpg, f1.jpg, ... or `names` (for what depends only on names and subjects)."""
     import convert.data as D
 
     z = np.zeros((n, 96, 96), np.uint8)
     lm = np.zeros((n, 68, 2), np.float32)
     return D.Arrays(z, z, z, lm, np.zeros((n, 7), np.float32), np.zeros(n, int),
-                    np.array(subject or [""] * n), np.array([f"f{i}.jpg" for i in range(n)]))
+                    np.array(subject or [""] * n), np.array(names or [f"f{i}.jpg" for i in range(n)]))
 
 
 def test_non_expression_faces_are_the_ones_raters_mostly_put_elsewhere():
@@ -276,14 +276,12 @@ def test_tune_subjects_are_neither_trained_on_nor_held_out():
 def test_capture_copies_can_take_the_teachers_answer_for_their_clean_photo(tmp_path):
     """--teacher-clean-copies: a degraded copy is taught what the teacher says of the clean photo it was made
     from (so the student learns to answer as if the photo were clean); without it, what it says of the copy."""
-    from convert import data as D
     from convert.distill import mix_teacher
 
-    names = np.array(["../data/kdef/fear/AF01AFS.jpg#capture0", "../data/kdef/fear/AF01AFS.jpg#capture1",
-                      "../data/kdef/fear/AF02AFS.jpg#capture0"])
-    n, eye = len(names), np.zeros((len(names), 4, 4), np.uint8)
-    onehot = np.tile(np.eye(7, dtype=np.float32)[LABELS.index("fear")], (n, 1))
-    arr = D.Arrays(eye, eye, eye, np.zeros((n, 68, 2), np.float32), onehot, np.full(n, 6), np.array(["AF01"] * n), names)
+    names = ["../data/kdef/fear/AF01AFS.jpg#capture0", "../data/kdef/fear/AF01AFS.jpg#capture1",
+             "../data/kdef/fear/AF02AFS.jpg#capture0"]
+    onehot = np.tile(np.eye(7, dtype=np.float32)[LABELS.index("fear")], (len(names), 1))
+    arr = blank_arrays(len(names), ["AF01", "AF01", "AF02"], names).with_target(onehot)
     clean = np.eye(7, dtype=np.float32)[LABELS.index("surprise")]  # the teacher on the clean AF01 photo
     copy = np.eye(7, dtype=np.float32)[LABELS.index("neutral")]  # ... and on its degraded copies
     teacher = tmp_path / "t.npz"
