@@ -140,12 +140,18 @@ parity: $(VENV)/.dev $(CACHE)/fer_val.npz $(CACHE)/kdef.npz
 	    models/dfer-float16.tflite models/dfer-float32.tflite --data $(CACHE)/kdef.npz --heldout-only --markdown models/parity-kdef-heldout.md
 
 # The shipped model as users run it (int8, defaults): FER2013 val against both FER+ rules and the original
-# labels, and the held-out KDEF subjects clean and under every capture condition. JSON in $(PLAIN_CACHE)/eval.
+# labels, and the held-out KDEF subjects clean and under every capture condition. JSON in $(EVAL_OUT).
+# MODEL= scores another .tflite instead (convert/eval_run.sh passes each training run's export) and
+# SUBJECTS="tune heldout" adds KDEF's tune subjects, on which runs are compared.
+EVAL_OUT ?= $(PLAIN_CACHE)/eval
+SUBJECTS ?= heldout
 evaluate: $(VENV)/.runtime
-	mkdir -p $(PLAIN_CACHE)/eval
-	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 --json $(PLAIN_CACHE)/eval/fer2013-val-int8.json
+	mkdir -p $(EVAL_OUT)
+	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 $(if $(MODEL),--model $(MODEL)) \
+	    --json $(EVAL_OUT)/fer-val.json
 	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(PLAIN_CACHE)/kdef-split
-	$(BIN)/dfer-edge evaluate $(PLAIN_CACHE)/kdef-split/heldout --condition all --workers 2 --json $(PLAIN_CACHE)/eval/kdef-heldout-int8.json
+	for s in $(SUBJECTS); do $(BIN)/dfer-edge evaluate $(PLAIN_CACHE)/kdef-split/$$s --condition all --workers 2 \
+	    $(if $(MODEL),--model $(MODEL)) --json $(EVAL_OUT)/kdef-$$s.json || exit 1; done
 
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
