@@ -118,19 +118,18 @@ model: $(VENV)/.dev $(CACHES)
 # 64-px face the caches store: 86.5% by itself, 85.3% on the FER+ hold-out averaged with t1 against t1's
 # 84.8%), each run over its training caches by `convert teach`. About 6 hours on 2 cores; a student needs
 # only the committed files.
+# A teacher run's outputs over the caches it was trained on: $(1) the caches, $(2) the run (and the file's name).
+TEACH = $(BIN)/python -m convert teach --model $(RUNS)/$(2)/model.keras --data $(1)/fer_train.npz \
+	--data $(1)/kdef.npz --data $(1)/kdef-capture.npz --out convert/teachers/$(2).npz
 teachers: $(VENV)/.dev $(CACHES) $(PLAIN_CACHES)
 	$(call TRAIN,$(PLAIN_CACHE),$(RUNS)/m3a)
 	$(call TRAIN,$(CACHE),$(RUNS)/m3w)
 	$(call TRAIN,$(CACHE),$(RUNS)/t1,--arch face --epochs 40 --threads 1)
 	$(call TRAIN,$(CACHE),$(RUNS)/t3,--arch face --face-size 64 --epochs 40 --threads 1)
-	$(BIN)/python -m convert teach --model $(RUNS)/t1/model.keras --data $(CACHE)/fer_train.npz \
-	    --data $(CACHE)/kdef.npz --data $(CACHE)/kdef-capture.npz --out convert/teachers/t1.npz
-	$(BIN)/python -m convert teach --model $(RUNS)/t3/model.keras --data $(CACHE)/fer_train.npz \
-	    --data $(CACHE)/kdef.npz --data $(CACHE)/kdef-capture.npz --out convert/teachers/t3.npz
-	$(BIN)/python -m convert teach --model $(RUNS)/m3a/model.keras --data $(PLAIN_CACHE)/fer_train.npz \
-	    --data $(PLAIN_CACHE)/kdef.npz --data $(PLAIN_CACHE)/kdef-capture.npz --out convert/teachers/m3a.npz
-	$(BIN)/python -m convert teach --model $(RUNS)/m3w/model.keras --data $(CACHE)/fer_train.npz \
-	    --data $(CACHE)/kdef.npz --data $(CACHE)/kdef-capture.npz --out convert/teachers/m3w.npz
+	$(call TEACH,$(CACHE),t1)
+	$(call TEACH,$(CACHE),t3)
+	$(call TEACH,$(PLAIN_CACHE),m3a)
+	$(call TEACH,$(CACHE),m3w)
 
 # Parity needs the extraction caches and the float model models/dfer.keras.
 parity: $(VENV)/.dev $(CACHE)/fer_val.npz $(CACHE)/kdef.npz
@@ -145,13 +144,14 @@ parity: $(VENV)/.dev $(CACHE)/fer_val.npz $(CACHE)/kdef.npz
 # SUBJECTS="tune heldout" adds KDEF's tune subjects, on which runs are compared.
 EVAL_OUT ?= $(PLAIN_CACHE)/eval
 SUBJECTS ?= heldout
+EVAL_MODEL = $(if $(MODEL),--model $(MODEL))
 evaluate: $(VENV)/.runtime
 	mkdir -p $(EVAL_OUT)
-	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 $(if $(MODEL),--model $(MODEL)) \
+	$(BIN)/dfer-edge evaluate $(DATA)/fer2013/val --crops --votes $(VOTES) --workers 2 $(EVAL_MODEL) \
 	    --json $(EVAL_OUT)/fer-val.json
 	$(BIN)/python -m convert kdef-split $(DATA)/kdef --out $(PLAIN_CACHE)/kdef-split
 	for s in $(SUBJECTS); do $(BIN)/dfer-edge evaluate $(PLAIN_CACHE)/kdef-split/$$s --condition all --workers 2 \
-	    $(if $(MODEL),--model $(MODEL)) --json $(EVAL_OUT)/kdef-$$s.json || exit 1; done
+	    $(EVAL_MODEL) --json $(EVAL_OUT)/kdef-$$s.json || exit 1; done
 
 # Frame rate of `watch` with and without tracking on a 640x480 KDEF video, one pinned core (issue 5).
 watch-fps: $(VENV)/.runtime
