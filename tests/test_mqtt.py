@@ -544,11 +544,16 @@ def test_watch_publishes_every_topic_and_discovery(broker, subscribers, kiosk_vi
     assert live.on("shop/lobby/expression")[-1].payload == "none"
     stats = json.loads(live.on("shop/stats")[-1].payload)
     assert stats["visits"] == 2 and stats["run"]["frames"] > 100
+    # A late reader gets every discovery config the run published, retained. Its retained messages come per
+    # subscription, so the configs may arrive after the shop/ topics: wait for all of them, not for those.
+    published = {m.topic for m in live.on_any() if m.topic.startswith("homeassistant/")}
+    assert "homeassistant/sensor/shop_lobby/faces/config" in published
     late = subscribers(broker.port, "shop/#", "homeassistant/#")
     late.wait_for("shop/lobby/faces", "0")
     late.wait_for("shop/available", "offline")
+    wait_until(lambda: published <= {m.topic for m in late.on_any()}, what="every discovery config, retained")
     configs = {m.topic: json.loads(m.payload) for m in late.on_any() if m.topic.startswith("homeassistant/")}
-    assert configs and all(m.retain for m in late.on_any() if m.topic.startswith("homeassistant/"))
+    assert all(m.retain for m in late.on_any() if m.topic.startswith("homeassistant/"))
     assert "homeassistant/sensor/shop_lobby/faces/config" in configs
     for topic, c in configs.items():
         assert c["availability_topic"] == "shop/available" and c["state_topic"].startswith("shop/lobby/"), topic
